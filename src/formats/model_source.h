@@ -1,0 +1,113 @@
+// What every loader (GGUF, Hugging Face safetensors, llama2.c) produces: the model's hyperparameters and
+// its tensors under llama.cpp's GGUF tensor names, viewed in place (memory-mapped) where the file allows.
+//
+// Canonical tensor names (shapes row-major, outermost first; a linear layer is [n_out][n_in]):
+//   token_embd.weight            [n_vocab][n_embd]
+//   output_norm.weight           [n_embd]
+//   output.weight                [n_vocab][n_embd]      (absent when tied to token_embd)
+//   blk.{i}.attn_norm.weight     [n_embd]
+//   blk.{i}.attn_q.weight        [n_head*head_dim][n_embd]    (+ .bias [n_head*head_dim], qwen2)
+//   blk.{i}.attn_k.weight        [n_head_kv*head_dim][n_embd] (+ .bias, qwen2)
+//   blk.{i}.attn_v.weight        [n_head_kv*head_dim][n_embd] (+ .bias, qwen2)
+//   blk.{i}.attn_output.weight   [n_embd][n_head*head_dim]
+//   blk.{i}.attn_q_norm.weight   [head_dim]   (qwen3)
+//   blk.{i}.attn_k_norm.weight   [head_dim]   (qwen3)
+//   blk.{i}.ffn_norm.weight      [n_embd]
+//   blk.{i}.ffn_gate.weight      [n_ff][n_embd]
+//   blk.{i}.ffn_up.weight        [n_ff][n_embd]
+//   blk.{i}.ffn_down.weight      [n_embd][n_ff]
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace ariadne {
+
+enum class Arch { Llama, Mistral, Qwen2, Qwen3 };
+
+std::string_view arch_name(Arch a);            // "llama", "mistral", "qwen2", "qwen3" (GGUF general.architecture)
+bool arch_from_name(std::string_view name, Arch* out);
+
+// How the two halves of each rotated pair are laid out inside a head of Q and K.
+//  Interleaved: pairs (2i, 2i+1) — Meta's original layout, llama2.c, and llama.cpp's GGUF files for llama
+//               and mistral (its converter permutes the Hugging Face Q/K rows into this layout).
+//  NeoX:        pairs (i, i + head_dim/2) — Hugging Face's rotate_half layout; GGUF qwen2/qwen3 keep it.
+enum class RopeStyle { Interleaved, NeoX };
+
+enum class RopeScaling { None, Linear, Llama3 };
+
+struct RopeConfig {
+  float theta = 10000.0f;
+  RopeStyle style = RopeStyle::NeoX;
+  RopeScaling scaling = RopeScaling::None;
+  float factor = 1.0f;                // linear: positions divided by factor; llama3: low-frequency divisor
+  float low_freq_factor = 1.0f;       // llama3 only
+  float high_freq_factor = 4.0f;      // llama3 only
+  int64_t original_context = 8192;    // llama3 only: original_max_position_embeddings
+};
+
+struct ModelConfig {
+  Arch arch = Arch::Llama;
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;      // hidden size
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;    // not always n_embd / n_head (qwen3)
+  int64_t n_ff = 0;        // MLP intermediate size
+  int64_t n_ctx_train = 0; // trained context length (max_position_embeddings)
+  float rms_eps = 1e-5f;
+  RopeConfig rope;
+  bool tied_output = false;  // output head shares token_embd.weight
+  int32_t bos_id = -1;       // -1: none
+  int32_t eos_id = -1;
+};
+
+// A tensor viewed in place. data points into storage owned by the ModelSource that holds it.
+struct TensorView {
+  std::string name;
+  DType type = DType::F32;
+  std::vector<int64_t> shape;  // row-major, outermost first
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }  // innermost (contiguous) dimension
+  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
+};
+
+class ModelSource {
+ public:
+  ModelConfig config;
+  std::string path;    // file or folder it came from
+  std::string format;  // "gguf", "hf", "llama2c"
+  std::map<std::string, TensorView> tensors;  // by canonical name
+
+  // Keeps mappings and converted buffers alive for the TensorViews.
+  std::vector<std::shared_ptr<const void>> storage;
+
+  const TensorView* find(std::string_view name) const;
+  // Throws Error "<path>: missing tensor '<name>'" when absent.
+  const TensorView& get(std::string_view name) const;
+
+  // Stores an owned copy of bytes and returns a pointer into it that lives as long as this source.
+  const uint8_t* keep(std::vector<uint8_t> bytes);
+};
+
+// Opens any supported model: a GGUF file, a llama2.c .bin checkpoint, or a Hugging Face folder (or its
+// config.json / .safetensors file). Detects the format from the content, validates the config and that
+// every tensor the architecture needs is present with the right shape.
+std::unique_ptr<ModelSource> open_model(const std::string& path);
+
+// Checks that config values are in range and that every required tensor exists with its expected shape.
+// Throws Error naming the file, the tensor/field and what was expected.
+void validate_model(const ModelSource& source);
+
+}  // namespace ariadne
