@@ -1,5 +1,8 @@
 #include "formats/model_source.h"
 
+#include <cmath>
+#include <numbers>
+
 #include "core/error.h"
 
 namespace ariadne {
@@ -24,10 +27,28 @@ bool arch_from_name(std::string_view name, Arch* out) {
   return false;
 }
 
-int64_t TensorView::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+std::vector<float> rope_freq_divisors(const RopeConfig& r, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  if (!r.freq_factors.empty()) return r.freq_factors;
+  std::vector<float> divisors(static_cast<size_t>(half), 1.0f);
+  if (r.scaling != RopeScaling::Llama3) return divisors;
+  const double low_freq_wavelen = static_cast<double>(r.original_context) / r.low_freq_factor;
+  const double high_freq_wavelen = static_cast<double>(r.original_context) / r.high_freq_factor;
+  for (int64_t i = 0; i < half; ++i) {
+    const double inv = 1.0 / std::pow(static_cast<double>(r.theta), static_cast<double>(2 * i) / head_dim);
+    const double wavelen = 2.0 * std::numbers::pi / inv;
+    double divisor = 1.0;
+    if (wavelen > low_freq_wavelen) {
+      divisor = r.factor;
+    } else if (wavelen >= high_freq_wavelen) {
+      // inv' = (1 - smooth) * inv / factor + smooth * inv  (HF _compute_llama3_parameters)
+      const double smooth = (static_cast<double>(r.original_context) / wavelen - r.low_freq_factor) /
+                            (r.high_freq_factor - r.low_freq_factor);
+      divisor = 1.0 / ((1.0 - smooth) / r.factor + smooth);
+    }
+    divisors[static_cast<size_t>(i)] = static_cast<float>(divisor);
+  }
+  return divisors;
 }
 
 const TensorView* ModelSource::find(std::string_view name) const {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace ariadne {
 
@@ -51,6 +52,8 @@ struct RopeConfig {
   float low_freq_factor = 1.0f;       // llama3 only
   float high_freq_factor = 4.0f;      // llama3 only
   int64_t original_context = 8192;    // llama3 only: original_max_position_embeddings
+  // [head_dim/2] divisors of each rotary frequency (llama.cpp's rope_freqs.weight); empty when not given
+  std::vector<float> freq_factors;
 };
 
 struct ModelConfig {
@@ -70,19 +73,6 @@ struct ModelConfig {
   int32_t eos_id = -1;
 };
 
-// A tensor viewed in place. data points into storage owned by the ModelSource that holds it.
-struct TensorView {
-  std::string name;
-  DType type = DType::F32;
-  std::vector<int64_t> shape;  // row-major, outermost first
-  const uint8_t* data = nullptr;
-  size_t nbytes = 0;
-
-  int64_t numel() const;
-  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }  // innermost (contiguous) dimension
-  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
-};
-
 class ModelSource {
  public:
   ModelConfig config;
@@ -100,6 +90,12 @@ class ModelSource {
   // Stores an owned copy of bytes and returns a pointer into it that lives as long as this source.
   const uint8_t* keep(std::vector<uint8_t> bytes);
 };
+
+// Divisor of each of the head_dim/2 rotary frequencies: the explicit freq_factors when the file gives
+// them (llama.cpp's rope_freqs.weight), Hugging Face's llama3 rule when scaling is Llama3 (keep high
+// frequencies, divide low ones by factor, blend in between), else all 1. Linear scaling is not a
+// per-frequency divisor (it scales positions) and is not included.
+std::vector<float> rope_freq_divisors(const RopeConfig& rope, int64_t head_dim);
 
 // Opens any supported model: a GGUF file, a llama2.c .bin checkpoint, or a Hugging Face folder (or its
 // config.json / .safetensors file). Detects the format from the content, validates the config and that

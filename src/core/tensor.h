@@ -1,0 +1,27 @@
+// A tensor viewed in place: weights live in memory-mapped files or buffers owned by whoever loaded them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace ariadne {
+
+// A tensor viewed in place. data points into storage owned by
+// the loader (ModelSource) that produced it.
+struct TensorView {
+  std::string name;
+  DType type = DType::F32;
+  std::vector<int64_t> shape;  // row-major, outermost first
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }  // innermost (contiguous) dimension
+  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
+};
+
+}  // namespace ariadne

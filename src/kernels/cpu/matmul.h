@@ -1,0 +1,37 @@
+// Matrix multiplication of a weight matrix (any weight type) with f32 activations, and bulk dequantization.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace ariadne::cpu {
+
+struct MatmulParams {
+  DType w_type = DType::F32;
+  const void* w = nullptr;  // [n_out] rows of row_bytes(w_type, n_in) bytes; may be unaligned
+  size_t w_row_stride = 0;  // bytes between rows (>= row_bytes(w_type, n_in))
+  int64_t n_out = 0;
+  int64_t n_in = 0;          // a multiple of block_size(w_type)
+  const float* x = nullptr;  // [n_tokens][x_stride], first n_in used
+  int64_t x_stride = 0;      // floats between token rows (>= n_in when n_tokens > 1)
+  int64_t n_tokens = 0;
+  float* y = nullptr;           // [n_tokens][y_stride], first n_out written, the rest untouched
+  int64_t y_stride = 0;         // floats between token rows (>= n_out when n_tokens > 1)
+  const float* bias = nullptr;  // [n_out] or null
+};
+
+// y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens, o < n_out.
+// Parallel over output rows; each output is reduced in the fixed order of dot_f32 (quants.h), so y is
+// bit-identical for any thread count and for any n_tokens (a token alone or in a batch gives the same
+// row). Bad params (sizes, strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or bias.
+void matmul(const MatmulParams& p, ThreadPool& pool);
+
+// dst[r][c] = W[r][c] as f32 for r < n_rows, c < n_cols; dst: [n_rows][n_cols], contiguous. Source rows
+// are row_stride bytes apart. Used for embedding lookup and format conversion.
+void dequantize_rows(DType t, const void* src, size_t row_stride, int64_t n_rows, int64_t n_cols, float* dst,
+                     ThreadPool& pool);
+
+}  // namespace ariadne::cpu

@@ -1,0 +1,60 @@
+#include "ops/ops.h"
+
+#include "core/error.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quants.h"
+
+namespace ariadne::ops {
+
+void linear(const Context& ctx, const TensorView& w, const float* bias, const float* x, int64_t n_tokens,
+            float* y) {
+  ARIADNE_CHECK(w.shape.size() == 2, "linear: weight '" + w.name + "' must be 2-D");
+  cpu::MatmulParams p{};
+  p.w_type = w.type;
+  p.w = w.data;
+  p.w_row_stride = row_bytes(w.type, w.cols());
+  p.n_out = w.rows();
+  p.n_in = w.cols();
+  p.x = x;
+  p.x_stride = w.cols();
+  p.n_tokens = n_tokens;
+  p.y = y;
+  p.y_stride = w.rows();
+  p.bias = bias;
+  cpu::matmul(p, ctx.pool);
+}
+
+void embed(const Context& ctx, const TensorView& table, const int32_t* ids, int64_t n_tokens, float* out) {
+  const int64_t n_vocab = table.rows();
+  const int64_t n_embd = table.cols();
+  const size_t stride = row_bytes(table.type, n_embd);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    if (ids[t] < 0 || ids[t] >= n_vocab)
+      fail("token id {} at position {} is outside the vocabulary [0, {})", ids[t], t, n_vocab);
+  }
+  ctx.pool.parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      cpu::dequantize_row(table.type, table.data + static_cast<size_t>(ids[t]) * stride, out + t * n_embd, n_embd);
+  });
+}
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  cpu::dequantize_row(t.type, t.data, out.data(), t.numel());
+  return out;
+}
+
+void rms_norm(const Context& ctx, const float* x, const std::vector<float>& weight, float eps, int64_t n_rows,
+              float* y) {
+  const int64_t n = static_cast<int64_t>(weight.size());
+  ctx.pool.parallel_for(n_rows, [&](int64_t begin, int64_t end) {
+    cpu::rms_norm(x + begin * n, weight.data(), y + begin * n, end - begin, n, eps);
+  });
+}
+
+void silu_mul(const Context& ctx, float* gate, const float* up, int64_t n) { cpu::silu_mul(gate, up, n); }
+
+void add(const Context& ctx, float* y, const float* x, int64_t n) { cpu::add(y, x, n); }
+
+}  // namespace ariadne::ops

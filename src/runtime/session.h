@@ -1,0 +1,48 @@
+// A model plus its KV memory and thread pool: feeds token ids at consecutive positions and returns logits.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "models/model.h"
+#include "runtime/kv_cache.h"
+
+namespace ariadne {
+
+struct SessionOptions {
+  int64_t n_ctx = 0;      // KV entries per layer; 0 = the model's trained context, capped at 4096
+  int n_threads = 1;
+  int64_t n_batch = 512;  // tokens per forward call when prefilling (bounds activation memory)
+};
+
+class Session {
+ public:
+  // Decides the KV memory size up front and refuses (Error) when it cannot fit in available memory.
+  Session(std::shared_ptr<const ModelSource> source, const SessionOptions& options);
+
+  // Runs ids at positions n_past()..n_past()+ids.size()-1. Returns [ids.size()][n_vocab] logits when
+  // all_logits, else [n_vocab] for the last id.
+  std::vector<float> eval(std::span<const int32_t> ids, bool all_logits);
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return kv_->capacity(); }
+  const Model& model() const { return *model_; }
+  const DenseKvCache& kv() const { return *kv_; }
+  ops::Context& context() { return ctx_; }
+
+ private:
+  std::unique_ptr<Model> model_;
+  ThreadPool pool_;
+  ops::Context ctx_;
+  std::unique_ptr<DenseKvCache> kv_;
+  int64_t n_batch_;
+  int64_t n_past_ = 0;
+};
+
+// Bytes of memory the system can still hand out (MemAvailable), or 0 when unknown.
+uint64_t available_memory_bytes();
+
+}  // namespace ariadne

@@ -1,0 +1,17 @@
+// The `ariadne` subcommands. Each file adds its subcommand to the app and sets the function that runs it.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace ariadne::cli {
+
+using Action = std::function<int()>;
+
+void add_forward_command(CLI::App& app, Action& action);
+void add_info_command(CLI::App& app, Action& action);
+void add_convert_command(CLI::App& app, Action& action);
+void add_synth_command(CLI::App& app, Action& action);
+
+}  // namespace ariadne::cli
