@@ -81,7 +81,7 @@ std::vector<SynthShape> build_shapes() {
                false});
   // Not a real checkpoint: a tiny llama for tests and the self-contained demo.
   s.push_back({"tiny", "(none: 4-layer test model)",
-               make_config(Arch::Llama, 512, 128, 4, 4, 2, 32, 384, 4096, 1e-5f, 10000.0f, false), false});
+               make_config(Arch::Llama, 512, 256, 4, 4, 2, 64, 768, 4096, 1e-5f, 10000.0f, false), false});
   return s;
 }
 
@@ -166,6 +166,16 @@ const SynthShape& find_synth_shape(const std::string& name) {
     known += (known.empty() ? "" : ", ") + s.name;
   }
   fail("--shape: unknown shape '{}' (known: {})", name, known);
+}
+
+uint64_t synth_param_count(const SynthShape& shape) {
+  uint64_t total = 0;
+  for (const TensorSpec& t : tensor_specs(shape)) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    total += n;
+  }
+  return total;
 }
 
 uint64_t synth_weight_bytes(const SynthShape& shape, DType type) {

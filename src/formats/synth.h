@@ -30,6 +30,9 @@ struct SynthOptions {
   std::function<void(size_t, size_t)> progress;  // (tensors done, total)
 };
 
+// Parameters of the model (every tensor's element count).
+uint64_t synth_param_count(const SynthShape& shape);
+
 // Bytes the file will hold (tensor data only), to check disk space before writing.
 uint64_t synth_weight_bytes(const SynthShape& shape, DType type);
 
