@@ -1,5 +1,5 @@
-// The command-line contract: `ariadne forward` JSON shape, `info`, `synth`, `convert`, and clear errors with a
-// non-zero exit on bad input (never a crash or a hang).
+// The command-line contract: `ariadne forward` JSON shape, `info`, `synth`, `convert`, and clear errors with
+// a non-zero exit on bad input (never a crash or a hang).
 #include <sys/wait.h>
 
 #include <array>
@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "formats/synth.h"
 #include "formats/model_source.h"
+#include "formats/synth.h"
 #include "runtime/session.h"
 #include "test_util.h"
 
@@ -104,8 +104,8 @@ TEST(SynthShapes, RealShapesHaveTheirCheckpointsParameterCounts) {
     const char* name;
     double billions;
   };
-  for (const Expect& e : {Expect{"llama-3.2-1b", 1.24}, Expect{"llama-3.1-8b", 8.03}, Expect{"qwen2.5-7b", 7.62},
-                          Expect{"qwen3-8b", 8.19}}) {
+  for (const Expect& e : {Expect{"llama-3.2-1b", 1.24}, Expect{"llama-3.1-8b", 8.03},
+                          Expect{"qwen2.5-7b", 7.62}, Expect{"qwen3-8b", 8.19}}) {
     const double params = static_cast<double>(synth_param_count(find_synth_shape(e.name)));
     EXPECT_NEAR(params / 1e9, e.billions, 0.01) << e.name;
   }
@@ -113,7 +113,8 @@ TEST(SynthShapes, RealShapesHaveTheirCheckpointsParameterCounts) {
 
 TEST_F(CliTest, ConvertRoundTripKeepsLogits) {
   TempDir tmp;
-  const CommandResult c = run_cli("convert -q -i " + model() + " -o " + tmp.file("copy.gguf") + " --type f32");
+  const CommandResult c =
+      run_cli("convert -q -i " + model() + " -o " + tmp.file("copy.gguf") + " --type f32");
   ASSERT_EQ(c.exit_code, 0) << c.out;
   const CommandResult a = run_cli("forward -m " + model() + " --ids 3,1,4,1,5 --json");
   const CommandResult b = run_cli("forward -m " + tmp.file("copy.gguf") + " --ids 3,1,4,1,5 --json");
@@ -126,7 +127,8 @@ TEST_F(CliTest, BadInputGivesClearErrors) {
   TempDir tmp;
   const std::vector<uint8_t> good = test::read_bytes(model());
   // Truncated file.
-  test::write_bytes(tmp.file("truncated.gguf"), std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2));
+  test::write_bytes(tmp.file("truncated.gguf"),
+                    std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2));
   // Not a model at all.
   test::write_bytes(tmp.file("text.bin"), std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o', '\n'});
   struct Case {
@@ -163,7 +165,8 @@ TEST_F(CliTest, MissingTensorsAndShapeMismatchesAreNamed) {
       validate_model(s);
       FAIL() << "missing tensor accepted";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("missing tensor 'blk.2.ffn_up.weight'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("missing tensor 'blk.2.ffn_up.weight'"), std::string::npos)
+          << e.what();
     }
   }
   {

@@ -22,12 +22,14 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-fs::path fixture(const std::string& name) { return fs::path(ARIADNE_SHARED_DIR) / "fixtures" / "hf" / name; }
+fs::path fixture(const std::string& name) {
+  return fs::path(ARIADNE_SHARED_DIR) / "fixtures" / "hf" / name;
+}
 
-#define REQUIRE_FIXTURE(name)                                                              \
-  do {                                                                                     \
-    if (!fs::exists(fixture(name) / "model.safetensors"))                                  \
-      GTEST_SKIP() << "fixture " << fixture(name) << " is absent (needs /work/shared)";    \
+#define REQUIRE_FIXTURE(name)                                                           \
+  do {                                                                                  \
+    if (!fs::exists(fixture(name) / "model.safetensors"))                               \
+      GTEST_SKIP() << "fixture " << fixture(name) << " is absent (needs /work/shared)"; \
   } while (0)
 
 // A fresh folder under the system temp dir, removed with its contents at the end of the test.
@@ -55,7 +57,9 @@ std::vector<uint8_t> read_bytes(const fs::path& p) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
-void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+void write_text(const fs::path& p, const std::string& s) {
+  std::ofstream(p) << s;
+}
 
 // Runs fn, expects an ariadne::Error, and returns its message ("" plus a test failure if none came).
 template <typename Fn>
@@ -91,7 +95,9 @@ std::vector<uint8_t> raw_tensor(const fs::path& file, const std::string& hf_name
   return {};
 }
 
-std::vector<uint8_t> view_bytes(const TensorView& t) { return std::vector<uint8_t>(t.data, t.data + t.nbytes); }
+std::vector<uint8_t> view_bytes(const TensorView& t) {
+  return std::vector<uint8_t>(t.data, t.data + t.nbytes);
+}
 
 // Small valid config.json text (llama) for synthetic folders and config tests.
 json base_config() {
@@ -102,7 +108,9 @@ json base_config() {
     "bos_token_id": 1, "eos_token_id": 2})");
 }
 
-ModelConfig parse(const json& j) { return parse_hf_config(j.dump(), "/m/config.json"); }
+ModelConfig parse(const json& j) {
+  return parse_hf_config(j.dump(), "/m/config.json");
+}
 
 std::string config_error(const json& j) {
   return error_of([&] { parse_hf_config(j.dump(), "/m/config.json"); });
@@ -145,7 +153,8 @@ TEST(HfLoader, LlamaTinyUntiedF32) {
   const fs::path file = fixture("llama-tiny") / "model.safetensors";
   EXPECT_EQ(view_bytes(src->get("token_embd.weight")), raw_tensor(file, "model.embed_tokens.weight"));
   EXPECT_EQ(view_bytes(out), raw_tensor(file, "lm_head.weight"));
-  EXPECT_EQ(view_bytes(src->get("blk.1.ffn_up.weight")), raw_tensor(file, "model.layers.1.mlp.up_proj.weight"));
+  EXPECT_EQ(view_bytes(src->get("blk.1.ffn_up.weight")),
+            raw_tensor(file, "model.layers.1.mlp.up_proj.weight"));
   EXPECT_EQ(view_bytes(src->get("output_norm.weight")), raw_tensor(file, "model.norm.weight"));
 }
 
@@ -220,8 +229,9 @@ TEST(HfLoader, Qwen3TinyQkNormAndHeadDim) {
   EXPECT_EQ(src->get("blk.1.attn_k_norm.weight").shape, (std::vector<int64_t>{64}));
   EXPECT_EQ(src->get("blk.0.attn_q.weight").shape, (std::vector<int64_t>{256, 128}));
   EXPECT_EQ(src->get("blk.0.attn_output.weight").shape, (std::vector<int64_t>{128, 256}));
-  EXPECT_EQ(view_bytes(src->get("blk.0.attn_q_norm.weight")),
-            raw_tensor(fixture("qwen3-tiny") / "model.safetensors", "model.layers.0.self_attn.q_norm.weight"));
+  EXPECT_EQ(
+      view_bytes(src->get("blk.0.attn_q_norm.weight")),
+      raw_tensor(fixture("qwen3-tiny") / "model.safetensors", "model.layers.0.self_attn.q_norm.weight"));
   EXPECT_EQ(src->tensors.size(), 2u + 11u * 2u);
 }
 
@@ -491,8 +501,7 @@ TEST(HfLoader, CorruptSafetensorsHeaders) {
   msg = parse_error(R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})");
   EXPECT_CONTAINS(msg, "shape");
 
-  msg = parse_error(
-      R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})");
+  msg = parse_error(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})");
   EXPECT_CONTAINS(msg, "overflows");
 
   msg = parse_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 18446744073709551615]}})");
@@ -586,9 +595,9 @@ TEST(HfLoader, ConfigRopeStyles) {
 
   // New style: everything inside rope_parameters (and it wins over a stray top-level rope_theta).
   j.erase("rope_scaling");
-  j["rope_parameters"] = {{"rope_theta", 500000.0},       {"rope_type", "llama3"}, {"factor", 32.0},
-                          {"low_freq_factor", 1.0},       {"high_freq_factor", 4.0},
-                          {"original_max_position_embeddings", 8192}};
+  j["rope_parameters"] = {{"rope_theta", 500000.0},  {"rope_type", "llama3"},
+                          {"factor", 32.0},          {"low_freq_factor", 1.0},
+                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   c = parse(j);
   EXPECT_FLOAT_EQ(c.rope.theta, 500000.0f);
   EXPECT_EQ(c.rope.scaling, RopeScaling::Llama3);
@@ -624,11 +633,21 @@ TEST(HfLoader, ConfigWrongTypesAndValues) {
     json value;
   };
   const Case cases[] = {
-      {"hidden_size", "128"},          {"hidden_size", 8.5},          {"vocab_size", -16},
-      {"num_attention_heads", 0},      {"num_hidden_layers", true},   {"intermediate_size", nullptr},
-      {"num_key_value_heads", -1},     {"rms_norm_eps", "1e-5"},      {"rms_norm_eps", -1.0},
-      {"rope_theta", "big"},           {"tie_word_embeddings", "yes"}, {"bos_token_id", "<s>"},
-      {"eos_token_id", {"x"}},         {"max_position_embeddings", 1e30}, {"head_dim", 0},
+      {"hidden_size", "128"},
+      {"hidden_size", 8.5},
+      {"vocab_size", -16},
+      {"num_attention_heads", 0},
+      {"num_hidden_layers", true},
+      {"intermediate_size", nullptr},
+      {"num_key_value_heads", -1},
+      {"rms_norm_eps", "1e-5"},
+      {"rms_norm_eps", -1.0},
+      {"rope_theta", "big"},
+      {"tie_word_embeddings", "yes"},
+      {"bos_token_id", "<s>"},
+      {"eos_token_id", {"x"}},
+      {"max_position_embeddings", 1e30},
+      {"head_dim", 0},
       {"vocab_size", 18446744073709551615ull},
   };
   for (const Case& tc : cases) {

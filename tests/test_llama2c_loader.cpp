@@ -135,8 +135,10 @@ TEST(Llama2cLoader, Stories260K) {
   const size_t rms_final = w3 + 5 * 172 * 64;
   EXPECT_EQ(view_float(src->get("blk.1.attn_norm.weight"), 3), raw_float(raw, 28 + 4 * (rms_att + 64 + 3)));
   EXPECT_EQ(view_float(src->get("blk.3.attn_k.weight"), 5), raw_float(raw, 28 + 4 * (wk + 3 * 32 * 64 + 5)));
-  EXPECT_EQ(view_float(src->get("blk.4.ffn_norm.weight"), 63), raw_float(raw, 28 + 4 * (rms_ffn + 4 * 64 + 63)));
-  EXPECT_EQ(view_float(src->get("blk.2.ffn_down.weight"), 7), raw_float(raw, 28 + 4 * (w2 + 2 * 172 * 64 + 7)));
+  EXPECT_EQ(view_float(src->get("blk.4.ffn_norm.weight"), 63),
+            raw_float(raw, 28 + 4 * (rms_ffn + 4 * 64 + 63)));
+  EXPECT_EQ(view_float(src->get("blk.2.ffn_down.weight"), 7),
+            raw_float(raw, 28 + 4 * (w2 + 2 * 172 * 64 + 7)));
   EXPECT_EQ(view_float(src->get("blk.0.ffn_up.weight"), 1), raw_float(raw, 28 + 4 * (w3 + 1)));
   EXPECT_EQ(view_float(src->get("output_norm.weight"), 0), raw_float(raw, 28 + 4 * rms_final));
   // rms_final is followed by freq_cis (2 * 512 * 4 floats) and nothing else.

@@ -20,7 +20,9 @@ namespace {
 
 using test::TempDir;
 
-int64_t argmax(const float* row, int64_t n) { return std::max_element(row, row + n) - row; }
+int64_t argmax(const float* row, int64_t n) {
+  return std::max_element(row, row + n) - row;
+}
 
 float max_abs_diff(const float* a, const float* b, int64_t n) {
   float m = 0.0f;
@@ -57,10 +59,10 @@ HfExpected read_expected(const std::string& dir) {
 
 // How close a model run must come to the reference, by weight precision.
 struct Tolerance {
-  float first_logits;         // max |logit - reference| at position 0
-  float logits;               // max |logit - reference| at the stored last positions
+  float first_logits;           // max |logit - reference| at position 0
+  float logits;                 // max |logit - reference| at the stored last positions
   double min_argmax_agreement;  // fraction of prompt positions whose argmax matches
-  bool greedy_exact;          // the 24-token greedy continuation must match exactly
+  bool greedy_exact;            // the 24-token greedy continuation must match exactly
 };
 
 // Greedy decoding token by token through the KV cache (the path generation uses), as transformers'
@@ -133,8 +135,9 @@ TEST_P(HfFixture, MatchesTransformersLoadedDirectly) {
 // stored at that precision (mistral-tiny-bf16 -> bf16 is lossless). The thresholds for the lossy cases are
 // what these random-weight fixtures, whose top logits are often near ties, allow (measured: f16 keeps the
 // argmax at >= 71/72 positions and the greedy continuation everywhere; bf16 >= 94/96; q8_0 — byte-identical
-// to llama.cpp's q8_0 — 65/72 on qwen3-tiny, 92/96 on llama3-tiny, 62/64 on mistral, all of 64/80 on llama and
-// qwen2). Keeping the output head at f16 does not change the q8_0 picture, so it is the matrices' rounding.
+// to llama.cpp's q8_0 — 65/72 on qwen3-tiny, 92/96 on llama3-tiny, 62/64 on mistral, all of 64/80 on llama
+// and qwen2). Keeping the output head at f16 does not change the q8_0 picture, so it is the matrices'
+// rounding.
 TEST_P(HfFixture, MatchesTransformersAfterGgufConversion) {
   const std::string rel = "fixtures/hf/" + GetParam();
   ARIADNE_REQUIRE_SHARED(rel);
@@ -190,15 +193,16 @@ std::vector<Llama2cRun> read_llama2c_runs(const std::string& dir) {
     // which every fed token is the argmax of the reference logits one position earlier.
     const int64_t n_vocab = static_cast<int64_t>(run.logits.size() / run.tokens.size());
     run.prompt_tokens = run.tokens.size();
-    while (run.prompt_tokens > 1 &&
-           argmax(run.logits.data() + (run.prompt_tokens - 2) * n_vocab, n_vocab) == run.tokens[run.prompt_tokens - 1])
+    while (run.prompt_tokens > 1 && argmax(run.logits.data() + (run.prompt_tokens - 2) * n_vocab, n_vocab) ==
+                                        run.tokens[run.prompt_tokens - 1])
       --run.prompt_tokens;
     runs.push_back(std::move(run));
   }
   return runs;
 }
 
-void check_llama2c(std::shared_ptr<const ModelSource> source, const std::vector<Llama2cRun>& runs, float tol) {
+void check_llama2c(std::shared_ptr<const ModelSource> source, const std::vector<Llama2cRun>& runs,
+                   float tol) {
   for (const Llama2cRun& run : runs) {
     const int64_t steps = static_cast<int64_t>(run.tokens.size());
     SessionOptions options;
@@ -211,15 +215,18 @@ void check_llama2c(std::shared_ptr<const ModelSource> source, const std::vector<
     const std::vector<float> logits = session.eval(run.tokens, true);
     float worst = 0.0f;
     for (int64_t p = 0; p < steps; ++p)
-      worst = std::max(worst, max_abs_diff(logits.data() + p * n_vocab, run.logits.data() + p * n_vocab, n_vocab));
+      worst = std::max(worst,
+                       max_abs_diff(logits.data() + p * n_vocab, run.logits.data() + p * n_vocab, n_vocab));
     EXPECT_LE(worst, tol) << "max |logit - run.c| over " << steps << " positions";
     for (int64_t p = 0; p < steps; ++p)
-      EXPECT_EQ(argmax(logits.data() + p * n_vocab, n_vocab), argmax(run.logits.data() + p * n_vocab, n_vocab))
+      EXPECT_EQ(argmax(logits.data() + p * n_vocab, n_vocab),
+                argmax(run.logits.data() + p * n_vocab, n_vocab))
           << "argmax at position " << p;
     // Greedy generation token by token through the KV cache from the prompt reproduces run.c's tokens.
     Session decode(source, options);
     const std::vector<int32_t> prompt(run.tokens.begin(), run.tokens.begin() + run.prompt_tokens);
-    const std::vector<int32_t> generated = greedy_decode(decode, prompt, run.tokens.size() - run.prompt_tokens, -1);
+    const std::vector<int32_t> generated =
+        greedy_decode(decode, prompt, run.tokens.size() - run.prompt_tokens, -1);
     EXPECT_EQ(generated, std::vector<int32_t>(run.tokens.begin() + run.prompt_tokens, run.tokens.end()));
   }
 }

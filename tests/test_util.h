@@ -11,16 +11,18 @@
 
 namespace ariadne::test {
 
-inline std::string shared_dir() { return ARIADNE_SHARED_DIR; }
+inline std::string shared_dir() {
+  return ARIADNE_SHARED_DIR;
+}
 
 inline bool shared_exists(const std::string& relative) {
   return std::filesystem::exists(shared_dir() + "/" + relative);
 }
 
-#define ARIADNE_REQUIRE_SHARED(relative)                                                            \
-  do {                                                                                              \
-    if (!::ariadne::test::shared_exists(relative))                                                  \
-      GTEST_SKIP() << "reference fixture " << ::ariadne::test::shared_dir() << "/" << (relative)    \
+#define ARIADNE_REQUIRE_SHARED(relative)                                                              \
+  do {                                                                                                \
+    if (!::ariadne::test::shared_exists(relative))                                                    \
+      GTEST_SKIP() << "reference fixture " << ::ariadne::test::shared_dir() << "/" << (relative)      \
                    << " is absent (tests against ../shared are skipped outside the dev environment)"; \
   } while (0)
 

@@ -20,7 +20,9 @@ constexpr std::array<DTypeTraits, 8> kTraits = {{
 }};
 }  // namespace
 
-const DTypeTraits& traits(DType t) { return kTraits[static_cast<size_t>(t)]; }
+const DTypeTraits& traits(DType t) {
+  return kTraits[static_cast<size_t>(t)];
+}
 
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
   for (size_t i = 0; i < kTraits.size(); ++i)

@@ -28,8 +28,12 @@ struct DTypeTraits {
 };
 
 const DTypeTraits& traits(DType t);
-inline std::string_view dtype_name(DType t) { return traits(t).name; }
-inline int block_size(DType t) { return traits(t).block_size; }
+inline std::string_view dtype_name(DType t) {
+  return traits(t).name;
+}
+inline int block_size(DType t) {
+  return traits(t).block_size;
+}
 
 // Bytes of a row of n elements; n must be a multiple of the block size (checked by the caller that reads
 // the file, since a non-multiple means a corrupt or unsupported tensor).

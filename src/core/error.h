@@ -30,7 +30,7 @@ template <typename... Args>
 
 }  // namespace ariadne
 
-#define ARIADNE_CHECK(cond, msg)                                           \
-  do {                                                                     \
+#define ARIADNE_CHECK(cond, msg)                                            \
+  do {                                                                      \
     if (!(cond)) ::ariadne::check_failed(__FILE__, __LINE__, #cond, (msg)); \
   } while (0)

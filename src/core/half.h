@@ -17,12 +17,14 @@ inline uint32_t f32_to_bits(float f) {
   return u;
 }
 
-inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+  return bits_to_f32(static_cast<uint32_t>(h) << 16);
+}
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 64);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  u += 0x7fffu + ((u >> 16) & 1u);                                                    // round to nearest even
   return static_cast<uint16_t>(u >> 16);
 }
 
@@ -44,7 +46,7 @@ inline uint16_t f32_to_f16(float f) {
   const uint32_t u = f32_to_bits(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // nan
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // nan
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf (>= 65520)
   if (abs < 0x38800000u) {
     // result is subnormal or zero: round abs / 2^-24 to nearest even integer
@@ -59,7 +61,7 @@ inline uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | half);
   }
   uint32_t r = abs + 0xfffu + ((abs >> 13) & 1u);  // round to nearest even at bit 13
-  r -= 0x38000000u;                                 // rebias exponent 127 -> 15
+  r -= 0x38000000u;                                // rebias exponent 127 -> 15
   return static_cast<uint16_t>(sign | (r >> 13));
 }
 

@@ -39,7 +39,8 @@ bool needs_interleave(const ModelSource& s, const std::string& name) {
   if (s.config.rope.style != RopeStyle::NeoX) return false;
   if (s.config.arch != Arch::Llama && s.config.arch != Arch::Mistral) return false;
   const auto ends = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   return ends("attn_q.weight") || ends("attn_k.weight") || ends("attn_q.bias") || ends("attn_k.bias");
 }
@@ -88,7 +89,8 @@ void convert_to_gguf(const ModelSource& source, const std::string& out_path, con
     fail("convert: unsupported output type '{}'", dtype_name(type));
   const ModelConfig& c = source.config;
   if (c.rope.style == RopeStyle::Interleaved && (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3))
-    fail("{}: {} weights with interleaved RoPE rows cannot be written as GGUF", source.path, arch_name(c.arch));
+    fail("{}: {} weights with interleaved RoPE rows cannot be written as GGUF", source.path,
+         arch_name(c.arch));
 
   ModelConfig out_config = c;
   // llama.cpp reads Q/K of llama and mistral in the interleaved layout.
@@ -96,17 +98,33 @@ void convert_to_gguf(const ModelSource& source, const std::string& out_path, con
 
   GgufWriter w;
   write_gguf_metadata(w, out_config, options.name.empty() ? default_name(source.path) : options.name);
-  // llama.cpp's LLAMA_FTYPE: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, Q4_K_M 15, Q6_K 18, BF16 32
+  // llama.cpp's LLAMA_FTYPE: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, Q4_K_M 15, Q6_K 18, BF16
+  // 32
   uint32_t file_type = 1;
   switch (type) {
-    case DType::F32: file_type = 0; break;
-    case DType::F16: file_type = 1; break;
-    case DType::Q4_0: file_type = 2; break;
-    case DType::Q8_0: file_type = 7; break;
-    case DType::Q4_K: file_type = 15; break;
-    case DType::Q6_K: file_type = 18; break;
-    case DType::BF16: file_type = 32; break;
-    default: break;
+    case DType::F32:
+      file_type = 0;
+      break;
+    case DType::F16:
+      file_type = 1;
+      break;
+    case DType::Q4_0:
+      file_type = 2;
+      break;
+    case DType::Q8_0:
+      file_type = 7;
+      break;
+    case DType::Q4_K:
+      file_type = 15;
+      break;
+    case DType::Q6_K:
+      file_type = 18;
+      break;
+    case DType::BF16:
+      file_type = 32;
+      break;
+    default:
+      break;
   }
   w.set_u32("general.file_type", file_type);
 

@@ -30,15 +30,19 @@ constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
 // A short description of a JSON value for error messages; containers are named, never dumped.
 std::string describe(const json& v) {
   switch (v.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::null: return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::null:
+      return "null";
     case json::value_t::string: {
       std::string s = v.get_ref<const std::string&>();
       if (s.size() > 40) s = s.substr(0, 40) + "...";
       return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
     }
-    default: return v.dump(-1, ' ', false, json::error_handler_t::replace);
+    default:
+      return v.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 }
 
@@ -59,7 +63,8 @@ class FieldReader {
 
   int64_t integer(const char* key, int64_t lo, int64_t hi) const {
     const json* v = find(key);
-    if (v == nullptr) fail("{}: missing field '{}' (expected an integer in [{}, {}])", path_, field(key), lo, hi);
+    if (v == nullptr)
+      fail("{}: missing field '{}' (expected an integer in [{}, {}])", path_, field(key), lo, hi);
     return as_integer(*v, key, lo, hi);
   }
   int64_t integer_or(const char* key, int64_t lo, int64_t hi, int64_t fallback) const {
@@ -70,7 +75,8 @@ class FieldReader {
   // A finite number in (lo, hi].
   double number(const char* key, double lo, double hi) const {
     const json* v = find(key);
-    if (v == nullptr) fail("{}: missing field '{}' (expected a number in ({}, {}])", path_, field(key), lo, hi);
+    if (v == nullptr)
+      fail("{}: missing field '{}' (expected a number in ({}, {}])", path_, field(key), lo, hi);
     return as_number(*v, key, lo, hi);
   }
   double number_or(const char* key, double lo, double hi, double fallback) const {
@@ -81,7 +87,8 @@ class FieldReader {
   bool boolean_or(const char* key, bool fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_boolean()) fail("{}: field '{}': expected true or false, got {}", path_, field(key), describe(*v));
+    if (!v->is_boolean())
+      fail("{}: field '{}': expected true or false, got {}", path_, field(key), describe(*v));
     return v->get<bool>();
   }
 
@@ -112,7 +119,8 @@ class FieldReader {
     } else if (v.is_number_float()) {
       // Some exporters write sizes as 8192.0; accept integral values only.
       const double d = v.get<double>();
-      ok = std::isfinite(d) && d == std::floor(d) && d >= static_cast<double>(lo) && d <= static_cast<double>(hi);
+      ok = std::isfinite(d) && d == std::floor(d) && d >= static_cast<double>(lo) &&
+           d <= static_cast<double>(hi);
       if (ok) x = static_cast<int64_t>(d);
     }
     if (!ok || x < lo || x > hi) {
@@ -178,9 +186,10 @@ Arch parse_arch(const json& root, const std::string& path) {
   for (const ArchEntry& e : kArchs) {
     if (name == e.class_name || name == e.model_type) return e.arch;
   }
-  fail("{}: field '{}': unsupported architecture {} (supported: LlamaForCausalLM, MistralForCausalLM, "
-       "Qwen2ForCausalLM, Qwen3ForCausalLM)",
-       path, field, describe(json(name)));
+  fail(
+      "{}: field '{}': unsupported architecture {} (supported: LlamaForCausalLM, MistralForCausalLM, "
+      "Qwen2ForCausalLM, Qwen3ForCausalLM)",
+      path, field, describe(json(name)));
 }
 
 // Two spellings exist: classic configs have top-level rope_theta and an optional rope_scaling object;
@@ -197,13 +206,15 @@ RopeConfig parse_rope(const json& root, const std::string& path) {
     }
     prefix = "rope_parameters.";
     const FieldReader p(*params, path, prefix);
-    rope.theta = static_cast<float>(
-        p.find("rope_theta") != nullptr ? p.number("rope_theta", 0.0, 1e30) : top.number_or("rope_theta", 0.0, 1e30, 10000.0));
+    rope.theta =
+        static_cast<float>(p.find("rope_theta") != nullptr ? p.number("rope_theta", 0.0, 1e30)
+                                                           : top.number_or("rope_theta", 0.0, 1e30, 10000.0));
     scaling = params;
   } else {
     rope.theta = static_cast<float>(top.number_or("rope_theta", 0.0, 1e30, 10000.0));
     if (const json* s = top.find("rope_scaling")) {
-      if (!s->is_object()) fail("{}: field 'rope_scaling': expected an object or null, got {}", path, describe(*s));
+      if (!s->is_object())
+        fail("{}: field 'rope_scaling': expected an object or null, got {}", path, describe(*s));
       prefix = "rope_scaling.";
       scaling = s;
     }
@@ -242,8 +253,8 @@ RopeConfig parse_rope(const json& root, const std::string& path) {
     }
     return rope;
   }
-  fail("{}: field '{}': unsupported RoPE type {} (supported: default, linear, llama3)", path, s.field(type_key),
-       describe(*type));
+  fail("{}: field '{}': unsupported RoPE type {} (supported: default, linear, llama3)", path,
+       s.field(type_key), describe(*type));
 }
 
 ModelConfig parse_config_json(const json& root, const std::string& path) {
@@ -264,8 +275,10 @@ ModelConfig parse_config_json(const json& root, const std::string& path) {
     c.head_dim = r.integer("head_dim", 1, kMaxSize);
   } else {
     if (c.n_embd % c.n_head != 0) {
-      fail("{}: field 'hidden_size': {} is not divisible by num_attention_heads ({}) and head_dim is not given",
-           path, c.n_embd, c.n_head);
+      fail(
+          "{}: field 'hidden_size': {} is not divisible by num_attention_heads ({}) and head_dim is not "
+          "given",
+          path, c.n_embd, c.n_head);
     }
     c.head_dim = c.n_embd / c.n_head;
   }
@@ -339,8 +352,8 @@ void add_tensor(ModelSource& src, const std::string& canonical, const Safetensor
                 const std::string& shard_path, std::map<std::string, std::string>& origin) {
   auto [it, inserted] = origin.emplace(canonical, t.name + "' in " + shard_path);
   if (!inserted) {
-    fail("{}: tensor '{}' in {} maps to '{}', which was already loaded from '{}", src.path, t.name, shard_path,
-         canonical, it->second);
+    fail("{}: tensor '{}' in {} maps to '{}', which was already loaded from '{}", src.path, t.name,
+         shard_path, canonical, it->second);
   }
   TensorView v;
   v.name = canonical;
@@ -424,7 +437,8 @@ std::unique_ptr<ModelSource> load_hf_model(const std::string& path) {
 
   const fs::path config_path = dir / "config.json";
   if (!fs::is_regular_file(config_path, ec)) {
-    fail("{}: missing config.json (a Hugging Face model folder holds config.json and the weights)", dir.string());
+    fail("{}: missing config.json (a Hugging Face model folder holds config.json and the weights)",
+         dir.string());
   }
   src->config = parse_hf_config(read_text_file(config_path.string()), config_path.string());
 
@@ -459,7 +473,8 @@ std::unique_ptr<ModelSource> load_hf_model(const std::string& path) {
       if (inserted) {
         const fs::path shard_path = dir / fname;
         if (!fs::is_regular_file(shard_path, ec)) {
-          fail("{}: shard '{}' (listed for tensor '{}') is missing: {}", ipath, fname, name, shard_path.string());
+          fail("{}: shard '{}' (listed for tensor '{}') is missing: {}", ipath, fname, name,
+               shard_path.string());
         }
         shards.push_back(open_shard(shard_path));
         wanted.emplace_back();

@@ -56,7 +56,8 @@ bool compute_layout(const uint8_t* data, size_t size, Layout* l, std::string* wh
     return false;
   }
   if (l->n_kv_heads > l->n_heads || l->n_heads % l->n_kv_heads != 0) {
-    *why = fmt::format("header field 'n_kv_heads' ({}) does not divide n_heads ({})", l->n_kv_heads, l->n_heads);
+    *why =
+        fmt::format("header field 'n_kv_heads' ({}) does not divide n_heads ({})", l->n_kv_heads, l->n_heads);
     return false;
   }
   l->head_size = l->dim / l->n_heads;
@@ -74,11 +75,11 @@ bool compute_layout(const uint8_t* data, size_t size, Layout* l, std::string* wh
   bool ok = mul_add(dim, 2 * dim + 2 * kv_dim + 2 + 3 * hidden, 0, &per_layer);
   uint64_t floats = 0;
   ok = ok && mul_add(per_layer, static_cast<uint64_t>(l->n_layers), 0, &floats);
-  ok = ok && mul_add(vocab, dim, floats, &floats);                                      // token_embedding
-  ok = ok && !__builtin_add_overflow(floats, dim, &floats);                            // rms_final
+  ok = ok && mul_add(vocab, dim, floats, &floats);           // token_embedding
+  ok = ok && !__builtin_add_overflow(floats, dim, &floats);  // rms_final
   ok = ok && mul_add(static_cast<uint64_t>(l->seq_len), static_cast<uint64_t>(l->head_size), floats,
-                     &floats);                                                          // freq_cis real+imag
-  if (!l->shared_classifier) ok = ok && mul_add(vocab, dim, floats, &floats);          // wcls
+                     &floats);                                                 // freq_cis real+imag
+  if (!l->shared_classifier) ok = ok && mul_add(vocab, dim, floats, &floats);  // wcls
   ok = ok && mul_add(floats, 4, kHeaderBytes, &l->total_bytes);
   if (!ok) {
     *why = "header values imply a size that overflows 64 bits";

@@ -33,7 +33,7 @@ namespace ariadne {
 
 enum class Arch { Llama, Mistral, Qwen2, Qwen3 };
 
-std::string_view arch_name(Arch a);            // "llama", "mistral", "qwen2", "qwen3" (GGUF general.architecture)
+std::string_view arch_name(Arch a);  // "llama", "mistral", "qwen2", "qwen3" (GGUF general.architecture)
 bool arch_from_name(std::string_view name, Arch* out);
 
 // How the two halves of each rotated pair are laid out inside a head of Q and K.
@@ -48,10 +48,10 @@ struct RopeConfig {
   float theta = 10000.0f;
   RopeStyle style = RopeStyle::NeoX;
   RopeScaling scaling = RopeScaling::None;
-  float factor = 1.0f;                // linear: positions divided by factor; llama3: low-frequency divisor
-  float low_freq_factor = 1.0f;       // llama3 only
-  float high_freq_factor = 4.0f;      // llama3 only
-  int64_t original_context = 8192;    // llama3 only: original_max_position_embeddings
+  float factor = 1.0f;              // linear: positions divided by factor; llama3: low-frequency divisor
+  float low_freq_factor = 1.0f;     // llama3 only
+  float high_freq_factor = 4.0f;    // llama3 only
+  int64_t original_context = 8192;  // llama3 only: original_max_position_embeddings
   // [head_dim/2] divisors of each rotary frequency (llama.cpp's rope_freqs.weight); empty when not given
   std::vector<float> freq_factors;
 };
@@ -59,13 +59,13 @@ struct RopeConfig {
 struct ModelConfig {
   Arch arch = Arch::Llama;
   int64_t n_vocab = 0;
-  int64_t n_embd = 0;      // hidden size
+  int64_t n_embd = 0;  // hidden size
   int64_t n_layer = 0;
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
-  int64_t head_dim = 0;    // not always n_embd / n_head (qwen3)
-  int64_t n_ff = 0;        // MLP intermediate size
-  int64_t n_ctx_train = 0; // trained context length (max_position_embeddings)
+  int64_t head_dim = 0;     // not always n_embd / n_head (qwen3)
+  int64_t n_ff = 0;         // MLP intermediate size
+  int64_t n_ctx_train = 0;  // trained context length (max_position_embeddings)
   float rms_eps = 1e-5f;
   RopeConfig rope;
   bool tied_output = false;  // output head shares token_embd.weight
@@ -76,8 +76,8 @@ struct ModelConfig {
 class ModelSource {
  public:
   ModelConfig config;
-  std::string path;    // file or folder it came from
-  std::string format;  // "gguf", "hf", "llama2c"
+  std::string path;                           // file or folder it came from
+  std::string format;                         // "gguf", "hf", "llama2c"
   std::map<std::string, TensorView> tensors;  // by canonical name
 
   // Keeps mappings and converted buffers alive for the TensorViews.

@@ -39,10 +39,12 @@ void expect_tensor(const ModelSource& s, const std::string& name, std::initializ
                    bool vector_f32_like) {
   const TensorView& t = s.get(name);
   if (t.shape != std::vector<int64_t>(dims))
-    fail("{}: tensor '{}' has shape {}, expected {}", s.path, name, shape_string(t.shape), expected_shape(dims));
+    fail("{}: tensor '{}' has shape {}, expected {}", s.path, name, shape_string(t.shape),
+         expected_shape(dims));
   if (vector_f32_like && t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16)
     fail("{}: tensor '{}' has type {}, expected f32, f16 or bf16", s.path, name, dtype_name(t.type));
-  if (t.type == DType::I32) fail("{}: tensor '{}' has type i32, expected a floating-point type", s.path, name);
+  if (t.type == DType::I32)
+    fail("{}: tensor '{}' has type i32, expected a floating-point type", s.path, name);
 }
 
 }  // namespace
@@ -53,9 +55,10 @@ std::unique_ptr<ModelSource> open_model(const std::string& path) {
   const MappedFile file(path);
   if (file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0) return load_gguf_model(path);
   if (looks_like_llama2c(file.data(), file.size())) return load_llama2c_model(path);
-  fail("{}: unknown model format (expected a GGUF file, a llama2.c checkpoint, or a Hugging Face folder "
-       "with config.json and *.safetensors)",
-       path);
+  fail(
+      "{}: unknown model format (expected a GGUF file, a llama2.c checkpoint, or a Hugging Face folder "
+      "with config.json and *.safetensors)",
+      path);
 }
 
 void validate_model(const ModelSource& s) {

@@ -20,15 +20,19 @@ using json = nlohmann::json;
 // nest thousands of levels deep and the message should stay one line anyway.
 std::string describe(const json& v) {
   switch (v.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::null: return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::null:
+      return "null";
     case json::value_t::string: {
       std::string s = v.get_ref<const std::string&>();
       if (s.size() > 40) s = s.substr(0, 40) + "...";
       return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
     }
-    default: return v.dump(-1, ' ', false, json::error_handler_t::replace);
+    default:
+      return v.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 }
 
@@ -88,7 +92,8 @@ SafetensorsTensor parse_entry(const std::string& path, const std::string& name, 
   const std::string& dtype = dtype_it->get_ref<const std::string&>();
   const size_t esize = element_bytes(dtype, &t.type);
   if (esize == 0) {
-    fail("{}: tensor '{}': unsupported dtype {} (supported: F32, F16, BF16)", path, name, describe(*dtype_it));
+    fail("{}: tensor '{}': unsupported dtype {} (supported: F32, F16, BF16)", path, name,
+         describe(*dtype_it));
   }
 
   auto shape_it = entry.find("shape");
@@ -138,8 +143,7 @@ SafetensorsTensor parse_entry(const std::string& path, const std::string& name, 
 
 }  // namespace
 
-std::vector<SafetensorsTensor> parse_safetensors(const uint8_t* data, size_t size,
-                                                 const std::string& path) {
+std::vector<SafetensorsTensor> parse_safetensors(const uint8_t* data, size_t size, const std::string& path) {
   if (size < 8) fail("{}: not a safetensors file: {} bytes is too short for the header length", path, size);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
@@ -160,7 +164,8 @@ std::vector<SafetensorsTensor> parse_safetensors(const uint8_t* data, size_t siz
     // e.g. out_of_range for a number literal beyond double ("8E888")
     fail("{}: safetensors header is not valid JSON: {}", path, e.what());
   }
-  if (!header.is_object()) fail("{}: safetensors header: expected a JSON object, got {}", path, describe(header));
+  if (!header.is_object())
+    fail("{}: safetensors header: expected a JSON object, got {}", path, describe(header));
 
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;

@@ -2,7 +2,8 @@
 //
 // File layout:
 //   [0, 8)            uint64 little-endian N: length of the JSON header
-//   [8, 8 + N)        JSON object: { "<tensor name>": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]},
+//   [8, 8 + N)        JSON object: { "<tensor name>": {"dtype": "F32", "shape": [..], "data_offsets": [b,
+//   e]},
 //                                    "__metadata__": {string: string} (optional, ignored) }
 //   [8 + N, end)      data area; each tensor's bytes are [b, e) relative to its start, row-major.
 #pragma once
@@ -25,10 +26,10 @@ constexpr uint64_t kSafetensorsMaxHeaderBytes = 100ull * 1024 * 1024;
 struct SafetensorsTensor {
   std::string name;
   DType type = DType::F32;
-  std::vector<int64_t> shape;    // row-major, outermost first; [] is a scalar
-  uint64_t offset = 0;           // absolute byte offset of the data from the start of the buffer/file
-  uint64_t nbytes = 0;           // == numel * element size (checked)
-  const uint8_t* data = nullptr; // base + offset; inside the buffer given to parse_safetensors
+  std::vector<int64_t> shape;     // row-major, outermost first; [] is a scalar
+  uint64_t offset = 0;            // absolute byte offset of the data from the start of the buffer/file
+  uint64_t nbytes = 0;            // == numel * element size (checked)
+  const uint8_t* data = nullptr;  // base + offset; inside the buffer given to parse_safetensors
 };
 
 // Parses the header of a safetensors image held in [data, data + size) and checks every tensor's dtype,
@@ -51,8 +52,8 @@ SafetensorsFile open_safetensors(const std::string& path);
 
 struct SafetensorsWriteTensor {
   std::string name;
-  std::string dtype;            // written verbatim, so a test may write an unsupported "I64"
-  std::vector<int64_t> shape;   // written verbatim, not checked against bytes
+  std::string dtype;           // written verbatim, so a test may write an unsupported "I64"
+  std::vector<int64_t> shape;  // written verbatim, not checked against bytes
   std::vector<uint8_t> bytes;
 };
 

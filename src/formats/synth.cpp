@@ -14,8 +14,9 @@ namespace ariadne {
 
 namespace {
 
-ModelConfig make_config(Arch arch, int64_t vocab, int64_t embd, int64_t layers, int64_t heads, int64_t kv_heads,
-                        int64_t head_dim, int64_t ff, int64_t ctx, float eps, float theta, bool tied) {
+ModelConfig make_config(Arch arch, int64_t vocab, int64_t embd, int64_t layers, int64_t heads,
+                        int64_t kv_heads, int64_t head_dim, int64_t ff, int64_t ctx, float eps, float theta,
+                        bool tied) {
   ModelConfig c;
   c.arch = arch;
   c.n_vocab = vocab;
@@ -65,14 +66,17 @@ std::vector<SynthShape> build_shapes() {
   s.push_back({"llama-2-7b", "meta-llama/Llama-2-7b-hf",
                make_config(Arch::Llama, 32000, 4096, 32, 32, 32, 128, 11008, 4096, 1e-5f, 10000.0f, false),
                false});
-  s.push_back({"mistral-7b", "mistralai/Mistral-7B-v0.3",
-               make_config(Arch::Mistral, 32768, 4096, 32, 32, 8, 128, 14336, 32768, 1e-5f, 1000000.0f, false),
-               false});
+  s.push_back(
+      {"mistral-7b", "mistralai/Mistral-7B-v0.3",
+       make_config(Arch::Mistral, 32768, 4096, 32, 32, 8, 128, 14336, 32768, 1e-5f, 1000000.0f, false),
+       false});
   s.push_back({"qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B",
-               make_config(Arch::Qwen2, 151936, 896, 24, 14, 2, 64, 4864, 32768, 1e-6f, 1000000.0f, true), true});
-  s.push_back({"qwen2.5-7b", "Qwen/Qwen2.5-7B",
-               make_config(Arch::Qwen2, 152064, 3584, 28, 28, 4, 128, 18944, 131072, 1e-6f, 1000000.0f, false),
+               make_config(Arch::Qwen2, 151936, 896, 24, 14, 2, 64, 4864, 32768, 1e-6f, 1000000.0f, true),
                true});
+  s.push_back(
+      {"qwen2.5-7b", "Qwen/Qwen2.5-7B",
+       make_config(Arch::Qwen2, 152064, 3584, 28, 28, 4, 128, 18944, 131072, 1e-6f, 1000000.0f, false),
+       true});
   s.push_back({"qwen3-0.6b", "Qwen/Qwen3-0.6B",
                make_config(Arch::Qwen3, 151936, 1024, 28, 16, 8, 128, 3072, 40960, 1e-6f, 1000000.0f, true),
                false});

@@ -7,7 +7,9 @@
 namespace ariadne::blocks {
 
 namespace {
-size_t sz(int64_t a, int64_t b) { return static_cast<size_t>(a * b); }
+size_t sz(int64_t a, int64_t b) {
+  return static_cast<size_t>(a * b);
+}
 }  // namespace
 
 Activations::Activations(const ModelConfig& c, int64_t n)
@@ -34,8 +36,8 @@ void head_rms_norm(const ops::Context& ctx, const std::vector<float>& weight, fl
   ops::rms_norm(ctx, x, weight, eps, n_tokens * n_heads, x);
 }
 
-void attention(const ops::Context& ctx, const ModelConfig& c, const ops::RopeTable& rope, const LayerWeights& w,
-               int64_t layer, const Batch& batch, ops::KvMemory& kv, Activations& a) {
+void attention(const ops::Context& ctx, const ModelConfig& c, const ops::RopeTable& rope,
+               const LayerWeights& w, int64_t layer, const Batch& batch, ops::KvMemory& kv, Activations& a) {
   const int64_t n = batch.n_tokens;
   const int il = static_cast<int>(layer);
   ops::rope(ctx, rope, a.q.data(), n, c.n_head, c.head_dim, c.n_head * c.head_dim, batch.positions);

@@ -31,8 +31,8 @@ void head_rms_norm(const ops::Context& ctx, const std::vector<float>& weight, fl
                    int64_t n_heads, float* x);
 
 // RoPE on q and k, keys/values into the KV memory, attention, then out = attn · Wo.
-void attention(const ops::Context& ctx, const ModelConfig& c, const ops::RopeTable& rope, const LayerWeights& w,
-               int64_t layer, const Batch& batch, ops::KvMemory& kv, Activations& a);
+void attention(const ops::Context& ctx, const ModelConfig& c, const ops::RopeTable& rope,
+               const LayerWeights& w, int64_t layer, const Batch& batch, ops::KvMemory& kv, Activations& a);
 
 // out = down(silu(gate(cur)) * up(cur)).
 void swiglu_ffn(const ops::Context& ctx, const LayerWeights& w, int64_t n_tokens, Activations& a);

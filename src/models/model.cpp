@@ -49,9 +49,12 @@ std::unique_ptr<Model> Model::create(std::shared_ptr<const ModelSource> source) 
   validate_model(*source);
   switch (source->config.arch) {
     case Arch::Llama:
-    case Arch::Mistral: return make_llama_model(std::move(source));
-    case Arch::Qwen2: return make_qwen2_model(std::move(source));
-    case Arch::Qwen3: return make_qwen3_model(std::move(source));
+    case Arch::Mistral:
+      return make_llama_model(std::move(source));
+    case Arch::Qwen2:
+      return make_qwen2_model(std::move(source));
+    case Arch::Qwen3:
+      return make_qwen3_model(std::move(source));
   }
   fail("{}: unsupported architecture", source->path);
 }

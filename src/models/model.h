@@ -15,14 +15,14 @@
 namespace ariadne {
 
 struct LayerWeights {
-  std::vector<float> attn_norm;        // [n_embd]
-  const TensorView* wq = nullptr;      // [n_head*head_dim][n_embd]
-  const TensorView* wk = nullptr;      // [n_head_kv*head_dim][n_embd]
-  const TensorView* wv = nullptr;      // [n_head_kv*head_dim][n_embd]
-  const TensorView* wo = nullptr;      // [n_embd][n_head*head_dim]
-  std::vector<float> bq, bk, bv;       // q/k/v biases (qwen2); empty when the family has none
-  std::vector<float> q_norm, k_norm;   // [head_dim] per-head RMSNorm weights (qwen3); empty otherwise
-  std::vector<float> ffn_norm;         // [n_embd]
+  std::vector<float> attn_norm;          // [n_embd]
+  const TensorView* wq = nullptr;        // [n_head*head_dim][n_embd]
+  const TensorView* wk = nullptr;        // [n_head_kv*head_dim][n_embd]
+  const TensorView* wv = nullptr;        // [n_head_kv*head_dim][n_embd]
+  const TensorView* wo = nullptr;        // [n_embd][n_head*head_dim]
+  std::vector<float> bq, bk, bv;         // q/k/v biases (qwen2); empty when the family has none
+  std::vector<float> q_norm, k_norm;     // [head_dim] per-head RMSNorm weights (qwen3); empty otherwise
+  std::vector<float> ffn_norm;           // [n_embd]
   const TensorView* ffn_gate = nullptr;  // [n_ff][n_embd]
   const TensorView* ffn_up = nullptr;    // [n_ff][n_embd]
   const TensorView* ffn_down = nullptr;  // [n_embd][n_ff]
@@ -32,7 +32,7 @@ struct Batch {
   const int32_t* ids;        // [n_tokens]
   const int32_t* positions;  // [n_tokens] absolute positions
   int64_t n_tokens;
-  bool all_logits;           // logits for every token, else only for the last one
+  bool all_logits;  // logits for every token, else only for the last one
 };
 
 class Model {
@@ -47,15 +47,16 @@ class Model {
 
   // Runs the batch through every layer, appending its keys/values to kv. logits receives
   // [all_logits ? n_tokens : 1][n_vocab].
-  virtual void forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv, float* logits) const = 0;
+  virtual void forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv,
+                       float* logits) const = 0;
 
  protected:
   explicit Model(std::shared_ptr<const ModelSource> source);
 
   std::shared_ptr<const ModelSource> source_;
-  const TensorView* token_embd_;   // [n_vocab][n_embd]
-  const TensorView* output_;       // [n_vocab][n_embd]: output.weight, or token_embd when tied
-  std::vector<float> output_norm_; // [n_embd]
+  const TensorView* token_embd_;    // [n_vocab][n_embd]
+  const TensorView* output_;        // [n_vocab][n_embd]: output.weight, or token_embd when tied
+  std::vector<float> output_norm_;  // [n_embd]
   std::vector<LayerWeights> layers_;
   ops::RopeTable rope_;
 };

@@ -10,7 +10,8 @@
 namespace ariadne::ops {
 
 // Called with (name, layer or -1, data [n_rows][n_cols]) after each named step when set.
-using Observer = std::function<void(const char* name, int layer, const float* data, int64_t n_rows, int64_t n_cols)>;
+using Observer =
+    std::function<void(const char* name, int layer, const float* data, int64_t n_rows, int64_t n_cols)>;
 
 struct Context {
   ThreadPool& pool;

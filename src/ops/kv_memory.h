@@ -10,12 +10,12 @@
 namespace ariadne::ops {
 
 struct AttentionQuery {
-  const float* q;             // [n_tokens][n_heads*head_dim], RoPE applied
-  const int32_t* positions;   // [n_tokens] absolute positions (causal limit of each query)
+  const float* q;            // [n_tokens][n_heads*head_dim], RoPE applied
+  const int32_t* positions;  // [n_tokens] absolute positions (causal limit of each query)
   int64_t n_tokens;
   int64_t n_heads;
-  float scale;                // softmax scale, 1/sqrt(head_dim) for every supported family
-  float* out;                 // [n_tokens][n_heads*head_dim]
+  float scale;  // softmax scale, 1/sqrt(head_dim) for every supported family
+  float* out;   // [n_tokens][n_heads*head_dim]
 };
 
 class KvMemory {

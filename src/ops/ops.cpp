@@ -35,7 +35,8 @@ void embed(const Context& ctx, const TensorView& table, const int32_t* ids, int6
   }
   ctx.pool.parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t)
-      cpu::dequantize_row(table.type, table.data + static_cast<size_t>(ids[t]) * stride, out + t * n_embd, n_embd);
+      cpu::dequantize_row(table.type, table.data + static_cast<size_t>(ids[t]) * stride, out + t * n_embd,
+                          n_embd);
   });
 }
 
@@ -53,8 +54,12 @@ void rms_norm(const Context& ctx, const float* x, const std::vector<float>& weig
   });
 }
 
-void silu_mul(const Context& ctx, float* gate, const float* up, int64_t n) { cpu::silu_mul(gate, up, n); }
+void silu_mul(const Context& ctx, float* gate, const float* up, int64_t n) {
+  cpu::silu_mul(gate, up, n);
+}
 
-void add(const Context& ctx, float* y, const float* x, int64_t n) { cpu::add(y, x, n); }
+void add(const Context& ctx, float* y, const float* x, int64_t n) {
+  cpu::add(y, x, n);
+}
 
 }  // namespace ariadne::ops

@@ -12,7 +12,8 @@ namespace ariadne::ops {
 
 // y[t][o] = sum_i w[o][i] * x[t][i] (+ bias[o]) for w of any weight type; x [n_tokens][w.cols()],
 // y [n_tokens][w.rows()], bias [w.rows()] or nullptr.
-void linear(const Context& ctx, const TensorView& w, const float* bias, const float* x, int64_t n_tokens, float* y);
+void linear(const Context& ctx, const TensorView& w, const float* bias, const float* x, int64_t n_tokens,
+            float* y);
 
 // out[t] = table[ids[t]] as f32; throws Error when an id is outside [0, table.rows()).
 void embed(const Context& ctx, const TensorView& table, const int32_t* ids, int64_t n_tokens, float* out);

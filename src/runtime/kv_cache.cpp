@@ -22,7 +22,9 @@ uint64_t DenseKvCache::bytes_needed(const KvShape& s) {
          sizeof(int32_t) * static_cast<uint64_t>(s.n_layer) * s.n_ctx;
 }
 
-void DenseKvCache::clear() { std::fill(n_used_.begin(), n_used_.end(), 0); }
+void DenseKvCache::clear() {
+  std::fill(n_used_.begin(), n_used_.end(), 0);
+}
 
 void DenseKvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
                          const float* k, const float* v) {

@@ -23,8 +23,8 @@ class DenseKvCache : public ops::KvMemory {
   // Bytes the cache of this shape needs (both K and V, all layers).
   static uint64_t bytes_needed(const KvShape& shape);
 
-  void store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions, const float* k,
-             const float* v) override;
+  void store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
+             const float* k, const float* v) override;
   void attend(const ops::Context& ctx, int64_t layer, const ops::AttentionQuery& query) override;
 
   int64_t size(int64_t layer) const { return n_used_[static_cast<size_t>(layer)]; }
@@ -34,10 +34,10 @@ class DenseKvCache : public ops::KvMemory {
 
  private:
   KvShape shape_;
-  std::vector<float> k_;              // [n_layer][n_kv_heads][n_ctx][head_dim]
-  std::vector<float> v_;              // [n_layer][n_kv_heads][n_ctx][head_dim]
-  std::vector<int32_t> positions_;    // [n_layer][n_ctx]
-  std::vector<int64_t> n_used_;       // [n_layer]
+  std::vector<float> k_;            // [n_layer][n_kv_heads][n_ctx][head_dim]
+  std::vector<float> v_;            // [n_layer][n_kv_heads][n_ctx][head_dim]
+  std::vector<int32_t> positions_;  // [n_layer][n_ctx]
+  std::vector<int64_t> n_used_;     // [n_layer]
 };
 
 }  // namespace ariadne

@@ -32,8 +32,8 @@ Session::Session(std::shared_ptr<const ModelSource> source, const SessionOptions
   const uint64_t need = DenseKvCache::bytes_needed(shape);
   const uint64_t avail = available_memory_bytes();
   if (avail != 0 && need > avail)
-    fail("a KV cache for {} tokens needs {:.1f} MiB but only {:.1f} MiB of memory is available (lower -c)", n_ctx,
-         need / 1048576.0, avail / 1048576.0);
+    fail("a KV cache for {} tokens needs {:.1f} MiB but only {:.1f} MiB of memory is available (lower -c)",
+         n_ctx, need / 1048576.0, avail / 1048576.0);
   kv_ = std::make_unique<DenseKvCache>(shape);
 }
 

@@ -13,7 +13,7 @@
 namespace ariadne {
 
 struct SessionOptions {
-  int64_t n_ctx = 0;      // KV entries per layer; 0 = the model's trained context, capped at 4096
+  int64_t n_ctx = 0;  // KV entries per layer; 0 = the model's trained context, capped at 4096
   int n_threads = 1;
   int64_t n_batch = 512;  // tokens per forward call when prefilling (bounds activation memory)
 };

@@ -28,7 +28,8 @@ int run_convert(const ConvertCliOptions& o) {
   if (!type || *type == DType::I32)
     fail("--type: unknown type '{}' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)", o.type);
   std::unique_ptr<ModelSource> source = open_model(o.input);
-  ThreadPool pool(o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ThreadPool pool(o.threads > 0 ? o.threads
+                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   ProgressBar bar("convert", "tensors", !o.quiet);
   ConvertOptions options;
   options.type = *type;
@@ -37,7 +38,8 @@ int run_convert(const ConvertCliOptions& o) {
   convert_to_gguf(*source, o.output, options, pool);
   bar.finish();
   if (!o.quiet)
-    std::fprintf(stderr, "wrote %s (%s, %zu tensors)\n", o.output.c_str(), o.type.c_str(), source->tensors.size());
+    std::fprintf(stderr, "wrote %s (%s, %zu tensors)\n", o.output.c_str(), o.type.c_str(),
+                 source->tensors.size());
   return 0;
 }
 
@@ -48,7 +50,8 @@ void add_convert_command(CLI::App& app, Action& action) {
   CLI::App* cmd = app.add_subcommand("convert", "Convert a model to GGUF (llama.cpp-compatible)");
   cmd->add_option("-i,--input", o->input, "Hugging Face folder, llama2.c .bin or GGUF file")->required();
   cmd->add_option("-o,--output", o->output, "Output .gguf path")->required();
-  cmd->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")->capture_default_str();
+  cmd->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+      ->capture_default_str();
   cmd->add_option("--name", o->name, "general.name (default: the input's name)");
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "No progress output");

@@ -2,10 +2,10 @@
 // rely on its JSON shape: {"logits": [[...], ...]} — one row per position with --all-positions, else one.
 #include <cstdio>
 #include <fstream>
-#include <thread>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,7 +55,8 @@ int run_forward(const ForwardOptions& o) {
   std::shared_ptr<const ModelSource> source = open_model(o.model);
   SessionOptions so;
   so.n_ctx = static_cast<int64_t>(ids.size());
-  so.n_threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  so.n_threads =
+      o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Session session(source, so);
   const std::vector<float> logits = session.eval(ids, o.all_positions);
   const int64_t n_vocab = session.model().config().n_vocab;
@@ -63,7 +64,8 @@ int run_forward(const ForwardOptions& o) {
   if (o.json) {
     nlohmann::json rows_json = nlohmann::json::array();
     for (int64_t r = 0; r < rows; ++r)
-      rows_json.push_back(std::vector<float>(logits.begin() + r * n_vocab, logits.begin() + (r + 1) * n_vocab));
+      rows_json.push_back(
+          std::vector<float>(logits.begin() + r * n_vocab, logits.begin() + (r + 1) * n_vocab));
     nlohmann::json out;
     out["logits"] = std::move(rows_json);
     std::printf("%s\n", out.dump().c_str());
@@ -86,8 +88,10 @@ int run_forward(const ForwardOptions& o) {
 void add_forward_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<ForwardOptions>();
   CLI::App* cmd = app.add_subcommand("forward", "Print the logits the model computes for token ids");
-  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")->required();
-  cmd->add_option("--ids", o->ids, "Comma-separated token ids, fed exactly as given (no BOS added)")->required();
+  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
+      ->required();
+  cmd->add_option("--ids", o->ids, "Comma-separated token ids, fed exactly as given (no BOS added)")
+      ->required();
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints (tokenizer.bin)");
   cmd->add_flag("--all-positions", o->all_positions, "Logits at every position, not only the last");
   cmd->add_flag("--json", o->json, "Print {\"logits\": [[...], ...]} as JSON");

@@ -92,7 +92,8 @@ int run_info(const InfoOptions& o) {
 void add_info_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<InfoOptions>();
   CLI::App* cmd = app.add_subcommand("info", "Show a model's architecture, tensors and memory needs");
-  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")->required();
+  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
+      ->required();
   cmd->add_flag("--json", o->json, "Print as JSON");
   cmd->callback([o, &action] { action = [o] { return run_info(*o); }; });
 }

@@ -32,8 +32,7 @@ std::string parent_dir(const std::string& path) {
 
 int run_synth(const SynthCliOptions& o) {
   if (o.list) {
-    for (const SynthShape& s : synth_shapes())
-      std::printf("%-14s %s\n", s.name.c_str(), s.hf_name.c_str());
+    for (const SynthShape& s : synth_shapes()) std::printf("%-14s %s\n", s.name.c_str(), s.hf_name.c_str());
     return 0;
   }
   if (o.shape.empty() || o.output.empty()) fail("synth needs --shape and --output (or --list)");
@@ -50,7 +49,8 @@ int run_synth(const SynthCliOptions& o) {
       fail("{}: needs {:.2f} GiB but only {:.2f} GiB are free there", o.output, need / 1073741824.0,
            free_bytes / 1073741824.0);
   }
-  ThreadPool pool(o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ThreadPool pool(o.threads > 0 ? o.threads
+                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   ProgressBar bar("synth", "tensors", !o.quiet);
   SynthOptions options;
   options.type = *type;
@@ -70,7 +70,8 @@ void add_synth_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<SynthCliOptions>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a random-weight GGUF with a real model's shape");
   cmd->add_option("--shape", o->shape, "Shape name (see --list), e.g. llama-3.2-1b, qwen3-8b");
-  cmd->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")->capture_default_str();
+  cmd->add_option("--type", o->type, "Weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+      ->capture_default_str();
   cmd->add_option("-o,--output", o->output, "Output .gguf path");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));

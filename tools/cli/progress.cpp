@@ -13,7 +13,9 @@ ProgressBar::ProgressBar(std::string label, std::string unit, bool enabled)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_ - std::chrono::seconds(1)) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(uint64_t done, uint64_t total) {
   if (!enabled_ || finished_) return;
@@ -28,8 +30,8 @@ void ProgressBar::update(uint64_t done, uint64_t total) {
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(width, '-');
   std::fprintf(stderr, "\r%s [%s] %llu/%llu %s  %.1f %s/s  ETA %.0fs   ", label_.c_str(), bar.c_str(),
-               static_cast<unsigned long long>(done), static_cast<unsigned long long>(total), unit_.c_str(), rate,
-               unit_.c_str(), eta);
+               static_cast<unsigned long long>(done), static_cast<unsigned long long>(total), unit_.c_str(),
+               rate, unit_.c_str(), eta);
   std::fflush(stderr);
 }
 
