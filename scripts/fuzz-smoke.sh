@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for a bounded time from its seed
-# corpus. Any crash, leak or sanitizer report fails the run. FUZZ_SECONDS sets the time per target.
+# corpus, with a fixed libFuzzer seed so a run is repeatable. Any crash, leak or sanitizer report fails the
+# run. FUZZ_SECONDS sets the time per target, FUZZ_SEED the seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-20}
@@ -12,7 +13,7 @@ for t in $targets; do
   corpus=$(mktemp -d)
   [ -d "fuzz/corpus/$t" ] && cp -r "fuzz/corpus/$t/." "$corpus/"
   echo "fuzz: $t for ${seconds}s"
-  ./build-fuzz/bin/"$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
+  ./build-fuzz/bin/"$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
     "$corpus" 2> "build-fuzz/$t.log" || { tail -n 60 "build-fuzz/$t.log"; rm -rf "$corpus"; exit 1; }
   grep -E "^#[0-9]+.*DONE" "build-fuzz/$t.log" | tail -n 1 || true
   rm -rf "$corpus"

@@ -700,3 +700,22 @@ TEST(HfLoader, BadConfigInFolderNamesConfigJson) {
 
 }  // namespace
 }  // namespace ariadne
+
+namespace ariadne {
+namespace {
+
+// Found by fuzz_hf_config: a positive epsilon that rounds to 0 in float32 must be rejected, not accepted.
+TEST(HfLoaderConfig, EpsilonThatVanishesInFloat32IsRejected) {
+  const std::string config = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 1, "vocab_size": 10,
+    "rms_norm_eps": 1e-85})";
+  try {
+    parse_hf_config(config, "x/config.json");
+    FAIL() << "accepted an epsilon of 0 in float32";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rms_norm_eps"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ariadne

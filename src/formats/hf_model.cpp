@@ -132,8 +132,11 @@ class FieldReader {
   double as_number(const json& v, const char* key, double lo, double hi) const {
     if (!v.is_number()) fail("{}: field '{}': expected a number, got {}", path_, field(key), describe(v));
     const double d = v.get<double>();
-    if (!std::isfinite(d) || !(d > lo) || !(d <= hi)) {
-      fail("{}: field '{}': expected a number in ({}, {}], got {}", path_, field(key), lo, hi, describe(v));
+    // Every number read here is stored as float32: a value in range that rounds to the excluded bound
+    // (rms_norm_eps = 1e-85 becomes 0) is out of range too.
+    if (!std::isfinite(d) || !(d > lo) || !(d <= hi) || !(static_cast<float>(d) > static_cast<float>(lo))) {
+      fail("{}: field '{}': expected a number in ({}, {}] (as float32), got {}", path_, field(key), lo, hi,
+           describe(v));
     }
     return d;
   }
