@@ -127,6 +127,7 @@ void convert_to_gguf(const ModelSource& source, const std::string& out_path, con
       break;
   }
   w.set_u32("general.file_type", file_type);
+  if (options.extra_metadata) options.extra_metadata(w);
 
   // Tensors in llama.cpp's order: embeddings, (rope factors), per layer, then output norm and head.
   std::vector<const TensorView*> order;

@@ -12,11 +12,15 @@
 
 namespace ariadne {
 
+class GgufWriter;
+
 struct ConvertOptions {
   DType type = DType::F16;  // weight matrices; norms, biases and rope factors stay f32 as in llama.cpp
   std::string name;         // general.name; default: the source's folder or file name
   // Called after each tensor with (tensors done, tensors total).
   std::function<void(size_t, size_t)> progress;
+  // Adds metadata the converter does not own (the tokenizer, written by the layer that reads it).
+  std::function<void(GgufWriter&)> extra_metadata;
 };
 
 // The type a tensor gets in the output: 1-D tensors stay f32; matrices take options.type when their rows

@@ -13,5 +13,6 @@ void add_forward_command(CLI::App& app, Action& action);
 void add_info_command(CLI::App& app, Action& action);
 void add_convert_command(CLI::App& app, Action& action);
 void add_synth_command(CLI::App& app, Action& action);
+void add_tokenize_commands(CLI::App& app, Action& action);  // tokenize, detokenize, chat-template
 
 }  // namespace ariadne::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   ariadne::cli::add_forward_command(app, action);
   ariadne::cli::add_convert_command(app, action);
   ariadne::cli::add_synth_command(app, action);
+  ariadne::cli::add_tokenize_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
