@@ -254,6 +254,16 @@ TEST(TokenizerBpePreTokenize, Llama3DigitsAndNewlines) {
   EXPECT_EQ(split("qwen2", "1234"), (Pieces{"1", "2", "3", "4"}));
 }
 
+TEST(TokenizerBpePreTokenize, DeepseekLists) {
+  // deepseek-llm: newlines alone, trailing whitespace of a piece ("\s+$"), CJK runs, digit runs.
+  EXPECT_EQ(split("deepseek-llm", "\xe4\xb8\xad  \xe4\xb8\xad  "),
+            (Pieces{"\xe4\xb8\xad", "  ", "\xe4\xb8\xad", "  "}));
+  EXPECT_EQ(split("deepseek-llm", "ab  \n  12345!"), (Pieces{"ab", "  ", "\n", "  ", "12345", "!"}));
+  // U+3000 (ideographic space) is whitespace, never part of the CJK or punctuation ranges.
+  EXPECT_EQ(split("deepseek-coder", "\xe2\x91\xa0\xe3\x80\x80\xe2\x91\xa0"),
+            (Pieces{"\xe2\x91\xa0", "\xe3\x80\x80", "\xe2\x91\xa0"}));
+}
+
 TEST(TokenizerBpePreTokenize, InvalidUtf8BecomesReplacementCharacters) {
   // llama.cpp decodes each undecodable byte as U+FFFD and tokenizes the re-encoded text.
   const Pieces p = split("gpt-2", std::string("a\xff\xe4\xb8 b", 6));

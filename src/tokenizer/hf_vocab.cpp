@@ -493,6 +493,7 @@ Vocab vocab_from_tokenizer_json_text(std::string_view text, const std::string& n
     if (id >= 0) v.eos_id = id;
   }
   v.index();
+  fill_defaults(v);
   return v;
 }
 

@@ -36,9 +36,12 @@ Vocab load_vocab_file(const std::string& path, const std::string& pre) {
   if (!fs::exists(p)) fail("{}: no such tokenizer file", path);
   const std::string name = p.filename().string();
   const std::string dir = p.parent_path().string().empty() ? "." : p.parent_path().string();
-  if (name.ends_with(".json") && name != "vocab.json" && name != "encoder.json") return vocab_from_tokenizer_json(path);
-  if (name == "vocab.json") return vocab_from_bpe_files(path, dir + "/merges.txt", pre.empty() ? "default" : pre);
-  if (name == "encoder.json") return vocab_from_bpe_files(path, dir + "/vocab.bpe", pre.empty() ? "gpt2" : pre);
+  if (name.ends_with(".json") && name != "vocab.json" && name != "encoder.json")
+    return vocab_from_tokenizer_json(path);
+  if (name == "vocab.json")
+    return vocab_from_bpe_files(path, dir + "/merges.txt", pre.empty() ? "default" : pre);
+  if (name == "encoder.json")
+    return vocab_from_bpe_files(path, dir + "/vocab.bpe", pre.empty() ? "gpt2" : pre);
   if (name.ends_with(".model")) return vocab_from_sentencepiece_model(path);
   if (has_magic(path, "GGUF", 4)) return vocab_from_gguf_path(path);
   // Anything else is taken for a llama2.c tokenizer.bin (its reader validates every length).
@@ -56,7 +59,8 @@ Vocab load_model_vocab(const std::string& model_path, const std::string& tokeniz
   if (looks_like_llama2c(f.data(), f.size())) {
     const fs::path beside = p.parent_path() / "tokenizer.bin";
     if (!fs::exists(beside))
-      fail("{}: a llama2.c checkpoint carries no tokenizer; name its tokenizer.bin with --tokenizer", model_path);
+      fail("{}: a llama2.c checkpoint carries no tokenizer; name its tokenizer.bin with --tokenizer",
+           model_path);
     return vocab_from_llama2c(beside.string(), 0);
   }
   fail("{}: cannot tell which tokenizer belongs to this file (name one with --tokenizer)", model_path);

@@ -138,7 +138,7 @@ std::vector<std::string_view> patterns_of(PreKind kind) {
       return {kQwen2};
     case PreKind::DeepseekLlm:
       return {R"re([\r\n])re", kDeepseekLetters, kDeepseekPunct,
-              kTrailingSpace,   kDeepseekCjk,     R"re(\p{N}+)re"};
+              kTrailingSpace,  kDeepseekCjk,     R"re(\p{N}+)re"};
     case PreKind::DeepseekCoder:
       return {R"re([\r\n])re", R"re(\s?\p{L}+)re", R"re(\s?\p{P}+)re", kDeepseekCjk, R"re(\p{N})re"};
     case PreKind::Falcon:

@@ -20,12 +20,14 @@ int32_t Vocab::find(const std::string& token) const {
 
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   if (vocab_.token_to_id.size() == 0) vocab_.index();
-  if (vocab_.types.size() != vocab_.tokens.size()) vocab_.types.resize(vocab_.tokens.size(), TokenType::Normal);
+  if (vocab_.types.size() != vocab_.tokens.size())
+    vocab_.types.resize(vocab_.tokens.size(), TokenType::Normal);
   for (int32_t id = 0; id < vocab_.size(); ++id) {
     if (vocab_.tokens[static_cast<size_t>(id)].empty()) continue;
     const TokenType t = vocab_.types[static_cast<size_t>(id)];
     if (t == TokenType::UserDefined) specials_user_.push_back(id);
-    if (t == TokenType::UserDefined || t == TokenType::Control || t == TokenType::Unknown) specials_all_.push_back(id);
+    if (t == TokenType::UserDefined || t == TokenType::Control || t == TokenType::Unknown)
+      specials_all_.push_back(id);
   }
   for (auto* list : {&specials_user_, &specials_all_}) {
     std::stable_sort(list->begin(), list->end(), [&](int32_t a, int32_t b) {
@@ -37,9 +39,12 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
 std::unique_ptr<Tokenizer> Tokenizer::create(Vocab vocab) {
   if (vocab.tokens.empty()) fail("tokenizer: the vocabulary is empty");
   switch (vocab.model) {
-    case TokenizerModel::Spm: return make_spm_tokenizer(std::move(vocab));
-    case TokenizerModel::Bpe: return make_bpe_tokenizer(std::move(vocab));
-    case TokenizerModel::WordPiece: return make_wordpiece_tokenizer(std::move(vocab));
+    case TokenizerModel::Spm:
+      return make_spm_tokenizer(std::move(vocab));
+    case TokenizerModel::Bpe:
+      return make_bpe_tokenizer(std::move(vocab));
+    case TokenizerModel::WordPiece:
+      return make_wordpiece_tokenizer(std::move(vocab));
   }
   fail("tokenizer: unknown model");
 }
@@ -91,19 +96,24 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     }
   }
   if (add_special && vocab_.add_eos && vocab_.eos_id >= 0) out.push_back(vocab_.eos_id);
+  // BERT-style inputs end with [SEP] (llama.cpp's WordPiece path appends it with the special tokens).
+  if (add_special && vocab_.model == TokenizerModel::WordPiece && vocab_.sep_id >= 0)
+    out.push_back(vocab_.sep_id);
   return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool special) const {
   std::string text;
   for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_.size()) fail("detokenize: token id {} is outside the vocabulary [0, {})", id, vocab_.size());
+    if (id < 0 || id >= vocab_.size())
+      fail("detokenize: token id {} is outside the vocabulary [0, {})", id, vocab_.size());
     text += token_to_piece(id, special);
   }
   return text;
 }
 
-StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special) : tokenizer_(tokenizer), special_(special) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special)
+    : tokenizer_(tokenizer), special_(special) {}
 
 namespace {
 

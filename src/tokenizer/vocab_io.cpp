@@ -39,7 +39,8 @@ Vocab vocab_from_gguf(const GgufFile& f) {
            types.size(), n);
     v.types.reserve(n);
     for (int32_t t : types) {
-      if (t < 0 || t > 6) fail("{}: metadata key 'tokenizer.ggml.token_type': unknown token type {}", f.path(), t);
+      if (t < 0 || t > 6)
+        fail("{}: metadata key 'tokenizer.ggml.token_type': unknown token type {}", f.path(), t);
       v.types.push_back(static_cast<TokenType>(t));
     }
   } else {

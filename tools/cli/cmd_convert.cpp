@@ -9,10 +9,10 @@
 #include "core/error.h"
 #include "formats/convert.h"
 #include "formats/gguf.h"
-#include "tokenizer/load.h"
-#include "tokenizer/vocab_io.h"
 #include "formats/model_source.h"
 #include "progress.h"
+#include "tokenizer/load.h"
+#include "tokenizer/vocab_io.h"
 
 namespace ariadne::cli {
 

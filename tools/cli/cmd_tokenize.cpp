@@ -1,4 +1,5 @@
 // ariadne tokenize / detokenize / chat-template: the tokenizer and chat template of a model, on their own.
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -24,10 +25,13 @@ struct TokenizerSource {
   std::string pre;
 
   void add_options(CLI::App* cmd) {
-    cmd->add_option("-m,--model", model, "Model whose tokenizer to use (GGUF, Hugging Face folder, llama2.c .bin)");
-    cmd->add_option("--tokenizer", tokenizer,
-                    "Tokenizer file: tokenizer.json, vocab.json, encoder.json, tokenizer.model, tokenizer.bin, GGUF");
-    cmd->add_option("--pre", pre, "BPE pre-tokenizer for vocab.json / encoder.json (gpt2, llama-bpe, qwen2, ...)");
+    cmd->add_option("-m,--model", model,
+                    "Model whose tokenizer to use (GGUF, Hugging Face folder, llama2.c .bin)");
+    cmd->add_option(
+        "--tokenizer", tokenizer,
+        "Tokenizer file: tokenizer.json, vocab.json, encoder.json, tokenizer.model, tokenizer.bin, GGUF");
+    cmd->add_option("--pre", pre,
+                    "BPE pre-tokenizer for vocab.json / encoder.json (gpt2, llama-bpe, qwen2, ...)");
   }
 
   std::unique_ptr<Tokenizer> load() const {
@@ -38,20 +42,34 @@ struct TokenizerSource {
   }
 };
 
-std::string read_stdin() { return std::string(std::istreambuf_iterator<char>(std::cin), {}); }
+std::string read_stdin() {
+  return std::string(std::istreambuf_iterator<char>(std::cin), {});
+}
 
 struct TokenizeOptions {
   TokenizerSource source;
   bool bos = false;
   bool special = false;
   bool jsonl = false;
+  bool timing = false;
 };
 
 int run_tokenize(const TokenizeOptions& o) {
   const auto tok = o.source.load();
   if (!o.jsonl) {
     const std::string text = read_stdin();
-    std::printf("%s\n", nlohmann::json(tok->encode(text, o.bos, o.special)).dump().c_str());
+    const auto start = std::chrono::steady_clock::now();
+    const std::vector<int32_t> ids = tok->encode(text, o.bos, o.special);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%s\n", nlohmann::json(ids).dump().c_str());
+    if (o.timing) {
+      // Encoding alone, one thread: loading the vocabulary and printing are not counted.
+      const nlohmann::json t = {{"bytes", text.size()},
+                                {"tokens", ids.size()},
+                                {"seconds", seconds},
+                                {"mb_per_s", seconds > 0 ? text.size() / 1e6 / seconds : 0.0}};
+      std::fprintf(stderr, "%s\n", t.dump().c_str());
+    }
     return 0;
   }
   std::string line;
@@ -101,7 +119,8 @@ int run_detokenize(const DetokenizeOptions& o) {
   std::string line;
   for (size_t n = 1; std::getline(std::cin, line); ++n) {
     const std::string text = tok->decode(parse_id_array(line, "stdin line " + std::to_string(n)), o.special);
-    std::printf("%s\n", nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n",
+                nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   return 0;
 }
@@ -140,7 +159,10 @@ int run_chat_template(const ChatTemplateCliOptions& o) {
   }
   std::string tmpl = vocab.chat_template;
   if (!o.family.empty()) tmpl = builtin_chat_template(o.family);
-  if (tmpl.empty()) fail("the model has no chat template; pick a built-in one with --family (llama3, llama2, mistral, chatml, qwen3)");
+  if (tmpl.empty())
+    fail(
+        "the model has no chat template; pick a built-in one with --family (llama3, llama2, mistral, chatml, "
+        "qwen3)");
   ChatTemplateOptions options;
   options.add_generation_prompt = !o.no_generation_prompt;
   if (vocab.bos_id >= 0) options.bos_token = vocab.tokens[static_cast<size_t>(vocab.bos_id)];
@@ -160,6 +182,7 @@ void add_tokenize_commands(CLI::App& app, Action& action) {
     cmd->add_flag("--bos", o->bos, "Add BOS (and EOS where the vocabulary asks for it)");
     cmd->add_flag("--special", o->special, "Recognise special tokens written in the text");
     cmd->add_flag("--jsonl", o->jsonl, "Each input line is a JSON string; each output line its ids");
+    cmd->add_flag("--timing", o->timing, "Print encode time and MB/s as JSON on stderr (benchmarks)");
     cmd->callback([o, &action] { action = [o] { return run_tokenize(*o); }; });
   }
   {
@@ -172,10 +195,12 @@ void add_tokenize_commands(CLI::App& app, Action& action) {
   }
   {
     auto o = std::make_shared<ChatTemplateCliOptions>();
-    CLI::App* cmd = app.add_subcommand("chat-template", "Render a JSON message list with the model's chat template");
+    CLI::App* cmd =
+        app.add_subcommand("chat-template", "Render a JSON message list with the model's chat template");
     o->source.add_options(cmd);
     cmd->add_option("--messages", o->messages, "JSON file of [{\"role\", \"content\"}, ...] (- = stdin)");
-    cmd->add_flag("--no-generation-prompt", o->no_generation_prompt, "Do not open an assistant turn at the end");
+    cmd->add_flag("--no-generation-prompt", o->no_generation_prompt,
+                  "Do not open an assistant turn at the end");
     cmd->add_option("--family", o->family, "Use a built-in template: llama3, llama2, mistral, chatml, qwen3");
     cmd->callback([o, &action] { action = [o] { return run_chat_template(*o); }; });
   }
