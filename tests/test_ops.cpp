@@ -143,18 +143,13 @@ TEST(OpsElementwise, SiluMulSoftmaxAdd) {
   EXPECT_EQ(y, (std::vector<float>{1.5f, 1, 7}));
 }
 
-// Causal GQA attention through the dense KV cache against a naive double loop, in two chunks (prefill,
-// then more tokens appended to a non-empty cache), single vs multi-threaded.
-TEST(OpsAttention, DenseCacheMatchesNaiveCausalGqa) {
-  const int64_t n_heads = 4, n_kv = 2, d = 8, n_tokens = 9, group = n_heads / n_kv;
-  const auto q = random_vector(n_tokens * n_heads * d, 10);
-  const auto k = random_vector(n_tokens * n_kv * d, 11);
-  const auto v = random_vector(n_tokens * n_kv * d, 12);
-  std::vector<int32_t> pos(n_tokens);
-  for (int64_t i = 0; i < n_tokens; ++i) pos[i] = static_cast<int32_t>(i);
-  const float scale = 1.0f / std::sqrt(float(d));
-
-  std::vector<float> expect(q.size());
+// Naive causal GQA attention in double: the reference for the cache-backed kernel.
+std::vector<float> naive_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                   const std::vector<float>& v, int64_t n_tokens, int64_t n_heads, int64_t n_kv,
+                                   int64_t d, const std::vector<float>& bias = {}) {
+  const int64_t group = n_heads / n_kv;
+  const double scale = 1.0 / std::sqrt(double(d));
+  std::vector<float> out(static_cast<size_t>(n_tokens * n_heads * d));
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       const int64_t g = h / group;
@@ -162,48 +157,162 @@ TEST(OpsAttention, DenseCacheMatchesNaiveCausalGqa) {
       double m = -1e300, z = 0;
       for (int64_t j = 0; j <= t; ++j) {
         double dot = 0;
-        for (int64_t e = 0; e < d; ++e)
-          dot += double(q[(t * n_heads + h) * d + e]) * k[(j * n_kv + g) * d + e];
-        s[j] = dot * scale;
+        for (int64_t e = 0; e < d; ++e) dot += double(q[(t * n_heads + h) * d + e]) * k[(j * n_kv + g) * d + e];
+        s[j] = dot * scale + (bias.empty() ? 0.0 : bias[j * n_kv + g]);
         m = std::max(m, s[j]);
       }
       for (auto& x : s) z += (x = std::exp(x - m));
       for (int64_t e = 0; e < d; ++e) {
         double acc = 0;
         for (int64_t j = 0; j <= t; ++j) acc += s[j] / z * v[(j * n_kv + g) * d + e];
-        expect[(t * n_heads + h) * d + e] = static_cast<float>(acc);
+        out[(t * n_heads + h) * d + e] = static_cast<float>(acc);
       }
     }
   }
+  return out;
+}
 
-  std::vector<std::vector<float>> results;
-  for (int threads : {1, 3}) {
-    ThreadPool pool(threads);
+struct AttentionCase {
+  int64_t n_heads = 4, n_kv = 2, d = 32, n_tokens = 9;
+  std::vector<float> q, k, v;
+  std::vector<int32_t> pos;
+  AttentionCase() {
+    q = random_vector(n_tokens * n_heads * d, 10);
+    k = random_vector(n_tokens * n_kv * d, 11);
+    v = random_vector(n_tokens * n_kv * d, 12);
+    for (int64_t i = 0; i < n_tokens; ++i) pos.push_back(static_cast<int32_t>(i));
+  }
+  // Stores and attends in two chunks (prefill, then more tokens on a non-empty cache).
+  std::vector<float> run(KvCache& cache, ThreadPool& pool, int64_t split = 5) const {
     ops::Context ctx{pool, {}};
-    DenseKvCache cache({1, n_kv, d, 16});
     std::vector<float> out(q.size());
-    const int64_t split = 5;
+    const float scale = 1.0f / std::sqrt(float(d));
     for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, split}, {split, n_tokens}}) {
-      cache.store(ctx, 0, end - begin, pos.data() + begin, k.data() + begin * n_kv * d,
-                  v.data() + begin * n_kv * d);
-      ops::AttentionQuery query{
-          q.data() + begin * n_heads * d,  pos.data() + begin, end - begin, n_heads, scale,
-          out.data() + begin * n_heads * d};
+      cache.store(ctx, 0, end - begin, pos.data() + begin, k.data() + begin * n_kv * d, v.data() + begin * n_kv * d);
+      ops::AttentionQuery query{q.data() + begin * n_heads * d, pos.data() + begin, end - begin, n_heads, scale,
+                                out.data() + begin * n_heads * d};
       cache.attend(ctx, 0, query);
     }
-    for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], expect[i], 1e-5) << i;
-    results.push_back(out);
+    return out;
   }
-  EXPECT_EQ(results[0], results[1]);
+  KvCacheOptions options(DType type, int64_t block = 4) const {
+    KvCacheOptions o;
+    o.n_layer = 1;
+    o.n_kv_heads = n_kv;
+    o.head_dim = d;
+    o.n_ctx = 16;
+    o.type = type;
+    o.block_size = block;
+    return o;
+  }
+};
+
+// Causal GQA attention through the KV cache (blocks of 4 entries, so entries span several blocks) against
+// the naive loop, for every cache type with its tolerance; threaded == single-threaded bit for bit.
+TEST(OpsAttention, KvCacheMatchesNaiveCausalGqaForEveryType) {
+  const AttentionCase c;
+  const auto expect = naive_attention(c.q, c.k, c.v, c.n_tokens, c.n_heads, c.n_kv, c.d);
+  for (auto [type, tol] : {std::pair<DType, float>{DType::F32, 1e-5f}, {DType::F16, 3e-3f}, {DType::BF16, 2e-2f},
+                           {DType::Q8_0, 2e-2f}}) {
+    SCOPED_TRACE(std::string(dtype_name(type)));
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 3}) {
+      ThreadPool pool(threads);
+      KvCache cache(c.options(type));
+      const auto out = c.run(cache, pool);
+      for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expect[i], tol) << i;
+      results.push_back(out);
+    }
+    EXPECT_EQ(results[0], results[1]);
+  }
+}
+
+TEST(OpsAttention, ByteAccountingIsExactAndCompactionFreesBlocks) {
+  const AttentionCase c;
+  KvCache cache(c.options(DType::F16, 4));
+  EXPECT_EQ(cache.bytes(), 0u);
+  ThreadPool pool(1);
+  c.run(cache, pool);  // 9 entries per head -> 3 blocks of 4
+  const uint64_t row = 2 * c.d;  // f16 row bytes
+  const uint64_t per_head_block = 4 * (2 * row + sizeof(int32_t));
+  EXPECT_EQ(cache.bytes(), c.n_kv * 3 * per_head_block);
+  EXPECT_EQ(KvCache::bytes_per_token(c.options(DType::F16)), c.n_kv * (2 * row + 4));
+  // Keep entries 0, 4 and 8 of head 1: one block remains for it.
+  const std::vector<int64_t> keep = {0, 4, 8};
+  const std::vector<uint8_t> k8(cache.key_row(0, 1, 8), cache.key_row(0, 1, 8) + row);
+  cache.compact(0, 1, keep);
+  EXPECT_EQ(cache.size(0, 1), 3);
+  EXPECT_EQ(cache.positions(0, 1)[2], 8);
+  EXPECT_EQ(std::vector<uint8_t>(cache.key_row(0, 1, 2), cache.key_row(0, 1, 2) + row), k8);
+  EXPECT_EQ(cache.bytes(), (3 + 1) * per_head_block);
+  cache.clear();
+  EXPECT_EQ(cache.bytes(), 0u);
+}
+
+// The per-entry logit bias: merging two entries with identical keys into one with bias ln(2) gives exactly the
+// attention of the two (chelsea.md's exactness argument), and the kernel adds the bias as the naive loop does.
+TEST(OpsAttention, PerEntryBiasIsAddedToTheLogits) {
+  const AttentionCase c;
+  std::vector<float> bias(static_cast<size_t>(c.n_tokens * c.n_kv));
+  for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 5);
+  const auto expect = naive_attention(c.q, c.k, c.v, c.n_tokens, c.n_heads, c.n_kv, c.d, bias);
+  ThreadPool pool(2);
+  ops::Context ctx{pool, {}};
+  KvCache cache(c.options(DType::F32));
+  cache.store(ctx, 0, c.n_tokens, c.pos.data(), c.k.data(), c.v.data());
+  for (int64_t g = 0; g < c.n_kv; ++g) {
+    cache.enable_bias(0, g);
+    for (int64_t j = 0; j < c.n_tokens; ++j) cache.bias(0, g)[j] = bias[j * c.n_kv + g];
+  }
+  std::vector<float> out(c.q.size());
+  cache.attend(ctx, 0, {c.q.data(), c.pos.data(), c.n_tokens, c.n_heads, 1.0f / std::sqrt(float(c.d)), out.data()});
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expect[i], 1e-5) << i;
+}
+
+// A selector that reads only some entries equals dense attention with the other entries masked out.
+class EveryOtherEntry : public AttentionSelector {
+ public:
+  std::string_view name() const override { return "every-other"; }
+  bool select(const KvCache& cache, int64_t layer, int64_t kv_head, const float*, int64_t,
+              std::vector<int32_t>& indices) override {
+    indices.clear();
+    for (int32_t j = 0; j < cache.size(layer, kv_head); j += 2) indices.push_back(j);
+    return true;
+  }
+};
+
+TEST(OpsAttention, SelectedSubsetEqualsMaskedDense) {
+  const AttentionCase c;
+  ThreadPool pool(2);
+  ops::Context ctx{pool, {}};
+  KvCache sparse(c.options(DType::F32)), masked(c.options(DType::F32));
+  sparse.set_selector(std::make_shared<EveryOtherEntry>());
+  const int64_t prompt = c.n_tokens - 1;
+  sparse.store(ctx, 0, c.n_tokens, c.pos.data(), c.k.data(), c.v.data());
+  masked.store(ctx, 0, c.n_tokens, c.pos.data(), c.k.data(), c.v.data());
+  for (int64_t g = 0; g < c.n_kv; ++g) {  // mask odd entries with a -inf bias
+    masked.enable_bias(0, g);
+    for (int64_t j = 1; j < c.n_tokens; j += 2) masked.bias(0, g)[j] = -INFINITY;
+  }
+  const float scale = 1.0f / std::sqrt(float(c.d));
+  const float* q_last = c.q.data() + prompt * c.n_heads * c.d;
+  std::vector<float> a(c.n_heads * c.d), b(c.n_heads * c.d);
+  sparse.attend(ctx, 0, {q_last, c.pos.data() + prompt, 1, c.n_heads, scale, a.data()});
+  masked.attend(ctx, 0, {q_last, c.pos.data() + prompt, 1, c.n_heads, scale, b.data()});
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << i;
 }
 
 TEST(OpsAttention, CacheRefusesTokensBeyondItsSize) {
   ThreadPool pool(1);
   ops::Context ctx{pool, {}};
-  DenseKvCache cache({1, 1, 4, 2});
+  KvCacheOptions o;
+  o.n_layer = 1, o.n_kv_heads = 1, o.head_dim = 4, o.n_ctx = 2;
+  KvCache cache(o);
   const std::vector<float> kv(3 * 4, 0.0f);
   const std::vector<int32_t> pos = {0, 1, 2};
   EXPECT_THROW(cache.store(ctx, 0, 3, pos.data(), kv.data(), kv.data()), Error);
+  o.type = DType::Q8_0;  // q8_0 rows need head_dim % 32 == 0
+  EXPECT_THROW(KvCache{o}, Error);
 }
 
 TEST(OpsEmbed, RejectsIdsOutsideTheTable) {

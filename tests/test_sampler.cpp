@@ -182,6 +182,24 @@ TEST(SamplerMinP, DropsTokensBelowFractionOfMax) {
   EXPECT_EQ(ids_of(strict.probabilities(logits)), (std::vector<int32_t>{0}));
 }
 
+TEST(SamplerMinP, CombinesWithTopPInLlamaOrder) {
+  // top-p normalises over everything top-k left, not over min-p's survivors: with min-p 0.4 (threshold
+  // 0.16, keeps 0, 1, 2) and top-p 0.75, the top-p prefix is 0, 1, 2 (0.4 + 0.3 < 0.75 <= 0.9); had top-p
+  // seen only min-p's survivors, (0.4 + 0.3) / 0.9 >= 0.75 would have stopped it at 0, 1.
+  const std::vector<float> logits = logs_of({0.4, 0.3, 0.2, 0.1});
+  const struct {
+    float top_p;
+    std::vector<int32_t> ids;
+  } cases[] = {{0.75f, {0, 1, 2}}, {0.5f, {0, 1}}, {0.95f, {0, 1, 2}}, {0.3f, {0}}};
+  for (const auto& c : cases) {
+    SamplerParams params = unfiltered(1.0f, 1);
+    params.min_p = 0.4f;
+    params.top_p = c.top_p;
+    Sampler sampler(params, 4);
+    EXPECT_EQ(ids_of(sampler.probabilities(logits)), c.ids) << "top_p " << c.top_p;
+  }
+}
+
 TEST(SamplerPenalties, ChangeExactlyTheWindowTokens) {
   const std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
   SamplerParams params = unfiltered(1.0f, 1);

@@ -1,70 +1,197 @@
 #include "runtime/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/quants.h"
 
 namespace ariadne {
 
-DenseKvCache::DenseKvCache(const KvShape& shape) : shape_(shape) {
-  ARIADNE_CHECK(shape.n_layer > 0 && shape.n_kv_heads > 0 && shape.head_dim > 0 && shape.n_ctx > 0,
-                "kv cache shape must be positive");
-  const size_t per_layer = static_cast<size_t>(shape.n_kv_heads * shape.n_ctx * shape.head_dim);
-  k_.assign(per_layer * shape.n_layer, 0.0f);
-  v_.assign(per_layer * shape.n_layer, 0.0f);
-  positions_.assign(static_cast<size_t>(shape.n_layer * shape.n_ctx), 0);
-  n_used_.assign(static_cast<size_t>(shape.n_layer), 0);
+namespace {
+
+bool supported_kv_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0; }
+
+int64_t blocks_for(int64_t n, int64_t block_size) { return (n + block_size - 1) / block_size; }
+
+}  // namespace
+
+KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
+  ARIADNE_CHECK(o.n_layer > 0 && o.n_kv_heads > 0 && o.head_dim > 0 && o.n_ctx > 0 && o.block_size > 0,
+                "kv cache options must be positive");
+  if (!supported_kv_type(o.type))
+    fail("KV cache type {} is not supported (expected f32, f16, bf16 or q8_0)", dtype_name(o.type));
+  if (o.head_dim % block_size(o.type) != 0)
+    fail("KV cache type {} needs head_dim to be a multiple of {}, the model has {}", dtype_name(o.type),
+         block_size(o.type), o.head_dim);
+  row_bytes_ = row_bytes(o.type, o.head_dim);
+  heads_.resize(static_cast<size_t>(o.n_layer * o.n_kv_heads));
 }
 
-uint64_t DenseKvCache::bytes_needed(const KvShape& s) {
-  return 2ull * sizeof(float) * static_cast<uint64_t>(s.n_layer) * s.n_kv_heads * s.n_ctx * s.head_dim +
-         sizeof(int32_t) * static_cast<uint64_t>(s.n_layer) * s.n_ctx;
+uint64_t KvCache::bytes_per_token(const KvCacheOptions& o) {
+  return static_cast<uint64_t>(o.n_layer * o.n_kv_heads) * (2 * row_bytes(o.type, o.head_dim) + sizeof(int32_t));
 }
 
-void DenseKvCache::clear() {
-  std::fill(n_used_.begin(), n_used_.end(), 0);
+uint64_t KvCache::bytes_needed(const KvCacheOptions& o) {
+  const int64_t padded = blocks_for(o.n_ctx, o.block_size) * o.block_size;
+  return bytes_per_token(o) * static_cast<uint64_t>(padded);
 }
 
-void DenseKvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
-                         const float* k, const float* v) {
-  int64_t& used = n_used_[static_cast<size_t>(layer)];
-  if (used + n_tokens > shape_.n_ctx)
-    fail("context full: {} cached + {} new tokens exceed the KV cache size of {} (raise -c)", used, n_tokens,
-         shape_.n_ctx);
-  const int64_t hd = shape_.head_dim;
-  const int64_t row = shape_.n_kv_heads * hd;
-  for (int64_t g = 0; g < shape_.n_kv_heads; ++g) {
-    const size_t base = static_cast<size_t>(((layer * shape_.n_kv_heads + g) * shape_.n_ctx + used) * hd);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      std::copy_n(k + t * row + g * hd, hd, k_.data() + base + t * hd);
-      std::copy_n(v + t * row + g * hd, hd, v_.data() + base + t * hd);
+uint64_t KvCache::bytes() const {
+  uint64_t total = 0;
+  for (const Head& h : heads_) {
+    total += (h.k_blocks.size() + h.v_blocks.size()) * static_cast<uint64_t>(options_.block_size) * row_bytes_;
+    total += h.positions.capacity() * sizeof(int32_t) + h.bias.capacity() * sizeof(float);
+  }
+  return total;
+}
+
+void KvCache::clear() {
+  for (Head& h : heads_) h = Head{};
+}
+
+void KvCache::reserve(Head& h, int64_t n) {
+  const int64_t blocks = blocks_for(n, options_.block_size);
+  const size_t block_bytes = static_cast<size_t>(options_.block_size) * row_bytes_;
+  while (static_cast<int64_t>(h.k_blocks.size()) < blocks) {
+    h.k_blocks.emplace_back(new uint8_t[block_bytes]);
+    h.v_blocks.emplace_back(new uint8_t[block_bytes]);
+  }
+  const size_t slots = static_cast<size_t>(blocks * options_.block_size);
+  if (h.positions.size() < slots) {
+    h.positions.reserve(slots);  // exact: grows by whole blocks only
+    h.positions.resize(slots, 0);
+    if (!h.bias.empty()) {
+      h.bias.reserve(slots);
+      h.bias.resize(slots, 0.0f);
     }
   }
-  std::copy_n(positions, n_tokens, positions_.data() + layer * shape_.n_ctx + used);
-  used += n_tokens;
 }
 
-void DenseKvCache::attend(const ops::Context& ctx, int64_t layer, const ops::AttentionQuery& query) {
-  const int64_t hd = shape_.head_dim;
-  const size_t layer_base = static_cast<size_t>(layer * shape_.n_kv_heads * shape_.n_ctx * hd);
+void KvCache::release(Head& h) {
+  const int64_t blocks = blocks_for(h.n, options_.block_size);
+  h.k_blocks.resize(static_cast<size_t>(blocks));
+  h.v_blocks.resize(static_cast<size_t>(blocks));
+  const size_t slots = static_cast<size_t>(blocks * options_.block_size);
+  h.positions.resize(slots);
+  h.positions.shrink_to_fit();
+  if (!h.bias.empty()) {
+    h.bias.resize(slots);
+    h.bias.shrink_to_fit();
+  }
+}
+
+const uint8_t* KvCache::key_row(int64_t layer, int64_t kv_head, int64_t j) const {
+  const Head& h = head(layer, kv_head);
+  return h.k_blocks[static_cast<size_t>(j / options_.block_size)].get() + (j % options_.block_size) * row_bytes_;
+}
+const uint8_t* KvCache::value_row(int64_t layer, int64_t kv_head, int64_t j) const {
+  const Head& h = head(layer, kv_head);
+  return h.v_blocks[static_cast<size_t>(j / options_.block_size)].get() + (j % options_.block_size) * row_bytes_;
+}
+uint8_t* KvCache::key_row(int64_t layer, int64_t kv_head, int64_t j) {
+  return const_cast<uint8_t*>(static_cast<const KvCache*>(this)->key_row(layer, kv_head, j));
+}
+uint8_t* KvCache::value_row(int64_t layer, int64_t kv_head, int64_t j) {
+  return const_cast<uint8_t*>(static_cast<const KvCache*>(this)->value_row(layer, kv_head, j));
+}
+
+float* KvCache::bias(int64_t layer, int64_t kv_head) {
+  Head& h = head(layer, kv_head);
+  return h.bias.empty() ? nullptr : h.bias.data();
+}
+
+void KvCache::enable_bias(int64_t layer, int64_t kv_head) {
+  Head& h = head(layer, kv_head);
+  if (!h.bias.empty()) return;
+  h.bias.reserve(h.positions.size());
+  h.bias.assign(h.positions.size(), 0.0f);
+}
+
+void KvCache::compact(int64_t layer, int64_t kv_head, std::span<const int64_t> keep) {
+  Head& h = head(layer, kv_head);
+  int64_t out = 0;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const int64_t j = keep[i];
+    ARIADNE_CHECK(j >= out && j < h.n && (i == 0 || keep[i - 1] < j), "compact: keep must be ascending entries");
+    if (j != out) {
+      std::memcpy(key_row(layer, kv_head, out), key_row(layer, kv_head, j), row_bytes_);
+      std::memcpy(value_row(layer, kv_head, out), value_row(layer, kv_head, j), row_bytes_);
+      h.positions[static_cast<size_t>(out)] = h.positions[static_cast<size_t>(j)];
+      if (!h.bias.empty()) h.bias[static_cast<size_t>(out)] = h.bias[static_cast<size_t>(j)];
+    }
+    ++out;
+  }
+  h.n = out;
+  release(h);
+}
+
+void KvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
+                    const float* k, const float* v) {
+  const int64_t d = options_.head_dim;
+  const int64_t row = options_.n_kv_heads * d;
+  const cpu::RowKernels& kernels = cpu::row_kernels(options_.type);
+  for (int64_t g = 0; g < options_.n_kv_heads; ++g) {
+    Head& h = head(layer, g);
+    if (h.n + n_tokens > options_.n_ctx)
+      fail("context full: {} cached + {} new tokens exceed the KV cache size of {} (raise -c)", h.n, n_tokens,
+           options_.n_ctx);
+    reserve(h, h.n + n_tokens);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      kernels.quantize(k + t * row + g * d, key_row(layer, g, h.n + t), d);
+      kernels.quantize(v + t * row + g * d, value_row(layer, g, h.n + t), d);
+      h.positions[static_cast<size_t>(h.n + t)] = positions[t];
+    }
+    h.n += n_tokens;
+  }
+  if (policy_) policy_->after_store(*this, layer, n_tokens);
+}
+
+void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::AttentionQuery& query) {
+  const int64_t n_kv = options_.n_kv_heads;
+  const int64_t group = query.n_heads / n_kv;
+  std::vector<std::vector<const uint8_t*>> k_ptrs(static_cast<size_t>(n_kv)), v_ptrs(static_cast<size_t>(n_kv));
+  std::vector<std::vector<int32_t>> indices(static_cast<size_t>(n_kv));
+  std::vector<cpu::KvHeadView> views(static_cast<size_t>(n_kv));
+  // A selector chooses entries per query token; with one token (decode) its choice applies to the whole call.
+  const bool sparse_ok = selector_ != nullptr && query.n_tokens == 1;
+  for (int64_t g = 0; g < n_kv; ++g) {
+    const Head& h = head(layer, g);
+    auto& kp = k_ptrs[static_cast<size_t>(g)];
+    auto& vp = v_ptrs[static_cast<size_t>(g)];
+    for (size_t b = 0; b < h.k_blocks.size(); ++b) {
+      kp.push_back(h.k_blocks[b].get());
+      vp.push_back(h.v_blocks[b].get());
+    }
+    cpu::KvHeadView& view = views[static_cast<size_t>(g)];
+    view.k_blocks = kp.data();
+    view.v_blocks = vp.data();
+    view.positions = h.positions.data();
+    view.bias = h.bias.empty() ? nullptr : h.bias.data();
+    view.n = h.n;
+    view.indices = nullptr;
+    view.n_indices = 0;
+    auto& idx = indices[static_cast<size_t>(g)];
+    if (sparse_ok && selector_->select(*this, layer, g, query.q + g * group * options_.head_dim, group, idx)) {
+      view.indices = idx.data();
+      view.n_indices = static_cast<int64_t>(idx.size());
+    }
+  }
   cpu::AttentionParams p{};
   p.q = query.q;
-  p.n_tokens = query.n_tokens;
+  p.q_token_stride = query.n_heads * options_.head_dim;
   p.q_positions = query.positions;
-  p.n_kv_heads = shape_.n_kv_heads;
-  p.head_dim = hd;
-  p.k = k_.data() + layer_base;
-  p.v = v_.data() + layer_base;
-  p.kv_head_stride = shape_.n_ctx * hd;
-  p.kv_entry_stride = hd;
-  p.kv_positions = positions_.data() + layer * shape_.n_ctx;
-  p.n_kv = n_used_[static_cast<size_t>(layer)];
+  p.n_tokens = query.n_tokens;
+  p.n_heads = query.n_heads;
+  p.n_kv_heads = n_kv;
+  p.head_dim = options_.head_dim;
+  p.kv_type = options_.type;
+  p.block_size = options_.block_size;
+  p.heads = views.data();
   p.scale = query.scale;
   p.out = query.out;
-  p.n_heads = query.n_heads;
-  p.q_token_stride = query.n_heads * hd;
-  p.out_token_stride = query.n_heads * hd;
+  p.out_token_stride = query.n_heads * options_.head_dim;
   cpu::attention(p, ctx.pool);
 }
 

@@ -147,15 +147,21 @@ void Sampler::apply_top_k() {
   candidates_.resize(k);
 }
 
-void Sampler::apply_top_p() {
-  if (params_.top_p >= 1.0f) return;
-  const size_t n = candidates_.size();
-
-  // Probabilities at temperature 1 over the current candidates (llama.cpp applies the temperature last).
+float Sampler::max_candidate_logit() const {
   float max_logit = candidates_[0].logit;
   for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
+  return max_logit;
+}
+
+double Sampler::softmax_mass(float max_logit) const {
   double total = 0.0;
   for (const Candidate& c : candidates_) total += std::exp(static_cast<double>(c.logit - max_logit));
+  return total;
+}
+
+void Sampler::apply_top_p(float max_logit, double total) {
+  if (params_.top_p >= 1.0f) return;
+  const size_t n = candidates_.size();
 
   // Walk the candidates best first, sorting only as far as the walk needs: for a peaked distribution a
   // few hundred out of 150K, instead of a full O(n log n) sort. The prefix doubles when exhausted.
@@ -178,8 +184,7 @@ void Sampler::apply_top_p() {
 
 void Sampler::apply_min_p() {
   if (params_.min_p <= 0.0f) return;
-  float max_logit = candidates_[0].logit;
-  for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
+  const float max_logit = max_candidate_logit();
   // p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): no softmax needed.
   const double threshold = static_cast<double>(max_logit) + std::log(static_cast<double>(params_.min_p));
   size_t sorted_kept = 0;
@@ -194,8 +199,7 @@ void Sampler::apply_min_p() {
 }
 
 void Sampler::compute_probs(float temperature) {
-  float max_logit = candidates_[0].logit;
-  for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
+  const float max_logit = max_candidate_logit();
   probs_.resize(candidates_.size());
   double total = 0.0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
@@ -242,8 +246,19 @@ void Sampler::run_chain(std::span<const float> logits) {
   }
 
   apply_top_k();
-  apply_top_p();
-  apply_min_p();
+  // llama.cpp's order is top-p, then min-p. Both keep a prefix of the same (logit, id) order, and min-p's
+  // threshold depends only on the maximum, which top-p always keeps: so the two commute as long as top-p
+  // normalises over top-k's survivors. Running min-p first (one O(n) pass) spares top-p's sort most of a
+  // flat 150K vocabulary when top-k is off.
+  if (params_.top_p < 1.0f) {
+    // Probabilities at temperature 1 (llama.cpp applies the temperature last).
+    const float max_logit = max_candidate_logit();
+    const double total = softmax_mass(max_logit);
+    apply_min_p();
+    apply_top_p(max_logit, total);
+  } else {
+    apply_min_p();
+  }
   compute_probs(params_.temperature);
 }
 

@@ -104,8 +104,13 @@ class Sampler {
   void run_chain(std::span<const float> logits);
   // Makes candidates_[0, count) the `count` best candidates, in order; the first n_sorted_ already are.
   void sort_prefix(size_t count);
+  float max_candidate_logit() const;
+  // sum_i exp(logit_i - max_logit) over candidates_: the softmax normaliser at temperature 1.
+  double softmax_mass(float max_logit) const;
   void apply_top_k();
-  void apply_top_p();
+  // max_logit and total: softmax_mass() over the candidates top-p normalises over, which may be more
+  // than are left (see run_chain).
+  void apply_top_p(float max_logit, double total);
   void apply_min_p();
   // Softmax of candidates_' logits / temperature into probs_.
   void compute_probs(float temperature);

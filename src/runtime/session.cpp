@@ -28,22 +28,31 @@ Session::Session(std::shared_ptr<const ModelSource> source, const SessionOptions
   const ModelConfig& c = model_->config();
   int64_t n_ctx = options.n_ctx;
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
-  const KvShape shape{c.n_layer, c.n_head_kv, c.head_dim, n_ctx};
-  const uint64_t need = DenseKvCache::bytes_needed(shape);
+  KvCacheOptions kv_options;
+  kv_options.n_layer = c.n_layer;
+  kv_options.n_kv_heads = c.n_head_kv;
+  kv_options.head_dim = c.head_dim;
+  kv_options.n_ctx = n_ctx;
+  kv_options.type = options.kv_type;
+  const uint64_t need = KvCache::bytes_needed(kv_options);
   const uint64_t avail = available_memory_bytes();
   if (avail != 0 && need > avail)
     fail("a KV cache for {} tokens needs {:.1f} MiB but only {:.1f} MiB of memory is available (lower -c)",
          n_ctx, need / 1048576.0, avail / 1048576.0);
-  kv_ = std::make_unique<DenseKvCache>(shape);
+  kv_ = std::make_unique<KvCache>(kv_options);
+}
+
+void Session::clear() {
+  kv_->clear();
+  n_past_ = 0;
 }
 
 std::vector<float> Session::eval(std::span<const int32_t> ids, bool all_logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t n_vocab = model_->config().n_vocab;
   if (n == 0) fail("no tokens to evaluate");
-  if (n_past_ + n > kv_->capacity())
-    fail("{} tokens after {} already evaluated exceed the context of {} tokens (raise -c)", n, n_past_,
-         kv_->capacity());
+  if (n_past_ + n > n_ctx())
+    fail("{} tokens after {} already evaluated exceed the context of {} tokens (raise -c)", n, n_past_, n_ctx());
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= n_vocab)
       fail("token id {} at index {} is outside the vocabulary [0, {})", ids[i], i, n_vocab);

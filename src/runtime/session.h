@@ -16,6 +16,7 @@ struct SessionOptions {
   int64_t n_ctx = 0;  // KV entries per layer; 0 = the model's trained context, capped at 4096
   int n_threads = 1;
   int64_t n_batch = 512;  // tokens per forward call when prefilling (bounds activation memory)
+  DType kv_type = DType::F32;  // KV cache element type (f32 keeps the exact reference results; f16 halves it)
 };
 
 class Session {
@@ -27,17 +28,21 @@ class Session {
   // all_logits, else [n_vocab] for the last id.
   std::vector<float> eval(std::span<const int32_t> ids, bool all_logits);
 
+  // Forgets every cached token (the next eval starts at position 0).
+  void clear();
+
   int64_t n_past() const { return n_past_; }
-  int64_t n_ctx() const { return kv_->capacity(); }
+  int64_t n_ctx() const { return kv_->options().n_ctx; }
   const Model& model() const { return *model_; }
-  const DenseKvCache& kv() const { return *kv_; }
+  const KvCache& kv() const { return *kv_; }
+  KvCache& kv() { return *kv_; }
   ops::Context& context() { return ctx_; }
 
  private:
   std::unique_ptr<Model> model_;
   ThreadPool pool_;
   ops::Context ctx_;
-  std::unique_ptr<DenseKvCache> kv_;
+  std::unique_ptr<KvCache> kv_;
   int64_t n_batch_;
   int64_t n_past_ = 0;
 };

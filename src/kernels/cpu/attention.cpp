@@ -5,53 +5,55 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/quants.h"
 
 namespace ariadne::cpu {
 
 void attention(const AttentionParams& p, ThreadPool& pool) {
   ARIADNE_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0, "heads must be a multiple of kv heads");
   const int64_t group = p.n_heads / p.n_kv_heads;
-  const int64_t n_pairs = p.n_tokens * p.n_heads;
-  pool.parallel_for(n_pairs, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(p.n_kv));  // [n_kv] one row of attention weights
+  const int64_t d = p.head_dim;
+  const size_t row = row_bytes(p.kv_type, d);
+  const RowKernels& kernels = row_kernels(p.kv_type);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  pool.parallel_for(p.n_tokens * p.n_heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;    // [entries read] logits, then weights
+    std::vector<float> value(static_cast<size_t>(d));  // one dequantized value row
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t t = pair / p.n_heads;
       const int64_t h = pair % p.n_heads;
-      const int64_t g = h / group;
-      const float* q = p.q + t * p.q_token_stride + h * p.head_dim;
-      const float* kh = p.k + g * p.kv_head_stride;
-      const float* vh = p.v + g * p.kv_head_stride;
+      const KvHeadView& kv = p.heads[h / group];
+      const float* q = p.q + t * p.q_token_stride + h * d;
+      float* out = p.out + t * p.out_token_stride + h * d;
+      const int64_t n_read = kv.indices != nullptr ? kv.n_indices : kv.n;
+      auto entry = [&](int64_t i) { return kv.indices != nullptr ? kv.indices[i] : i; };
+      auto k_row = [&](int64_t j) { return kv.k_blocks[j / p.block_size] + (j % p.block_size) * row; };
+      auto v_row = [&](int64_t j) { return kv.v_blocks[j / p.block_size] + (j % p.block_size) * row; };
+
+      scores.assign(static_cast<size_t>(n_read), kNegInf);
+      float max = kNegInf;
       const int32_t limit = p.q_positions[t];
-      float max = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < p.n_kv; ++j) {
-        if (p.kv_positions[j] > limit) {
-          scores[j] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
-        const float* kj = kh + j * p.kv_entry_stride;
-        float dot = 0.0f;
-        for (int64_t d = 0; d < p.head_dim; ++d) dot += q[d] * kj[d];
-        scores[j] = dot * p.scale;
-        if (scores[j] > max) max = scores[j];
+      for (int64_t i = 0; i < n_read; ++i) {
+        const int64_t j = entry(i);
+        if (kv.positions[j] > limit) continue;
+        float s = kernels.dot(k_row(j), q, d) * p.scale;
+        if (kv.bias != nullptr) s += kv.bias[j];
+        scores[static_cast<size_t>(i)] = s;
+        if (s > max) max = s;
       }
-      float* out = p.out + t * p.out_token_stride + h * p.head_dim;
-      for (int64_t d = 0; d < p.head_dim; ++d) out[d] = 0.0f;
-      if (max == -std::numeric_limits<float>::infinity())
-        continue;  // nothing visible (cannot happen causally)
+      for (int64_t e = 0; e < d; ++e) out[e] = 0.0f;
+      if (max == kNegInf) continue;  // nothing visible to this query
       double sum = 0.0;
-      for (int64_t j = 0; j < p.n_kv; ++j) {
-        const float e =
-            scores[j] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(scores[j] - max);
-        scores[j] = e;
-        sum += e;
+      for (float& s : scores) {
+        s = s == kNegInf ? 0.0f : std::exp(s - max);
+        sum += s;
       }
       const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t j = 0; j < p.n_kv; ++j) {
-        const float w = scores[j] * inv;
+      for (int64_t i = 0; i < n_read; ++i) {
+        const float w = scores[static_cast<size_t>(i)] * inv;
         if (w == 0.0f) continue;
-        const float* vj = vh + j * p.kv_entry_stride;
-        for (int64_t d = 0; d < p.head_dim; ++d) out[d] += w * vj[d];
+        kernels.dequantize(v_row(entry(i)), value.data(), d);
+        for (int64_t e = 0; e < d; ++e) out[e] += w * value[static_cast<size_t>(e)];
       }
     }
   });
