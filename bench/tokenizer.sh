@@ -14,6 +14,7 @@ text=${1:-../shared/data/war-and-peace.txt}
 tokenizer=${2:-../shared/fixtures/vocab/llama3/encoder.json}
 runs=${RUNS:-5}
 ariadne=${ARIADNE:-build/bin/ariadne}
+pin=(taskset -c "${CPU:-0}")  # one core for both sides
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -28,7 +29,7 @@ wall() {  # seconds of one run of "$@" with stdin from $text, output to $tmp/out
 
 bytes=$(wc -c < "$text")
 for _ in $(seq "$runs"); do
-  wall "$ariadne" tokenize --timing --tokenizer "$tokenizer" --pre llama-bpe >> "$tmp/a_wall"
+  wall "${pin[@]}" "$ariadne" tokenize --timing --tokenizer "$tokenizer" --pre llama-bpe >> "$tmp/a_wall"
   python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])' < "$tmp/err" >> "$tmp/a_enc"
 done
 cp "$tmp/out" "$tmp/a_ids"
@@ -41,7 +42,7 @@ printf "ariadne   encode only: %.3f s  %.1f MB/s   end to end (load, encode, pri
   "$a_enc" "$(echo "$bytes / 1000000 / $a_enc" | bc -l)" "$a_wall"
 if [ -n "${LLAMA_TOKENIZE:-}" ] && [ -n "${LLAMA_VOCAB:-}" ]; then
   for _ in $(seq "$runs"); do
-    wall "$LLAMA_TOKENIZE" -m "$LLAMA_VOCAB" --stdin --ids --log-disable --no-bos >> "$tmp/l_wall"
+    wall "${pin[@]}" "$LLAMA_TOKENIZE" -m "$LLAMA_VOCAB" --stdin --ids --log-disable --no-bos >> "$tmp/l_wall"
   done
   l_wall=$(median < "$tmp/l_wall")
   printf "llama.cpp end to end (load, encode, print): %.3f s   ariadne/llama.cpp speed: %.2fx\n" "$l_wall" \
