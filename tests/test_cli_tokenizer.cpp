@@ -111,6 +111,17 @@ TEST(CliTokenizer, ChatTemplateBuiltinFamily) {
   EXPECT_EQ(r.out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+// A vocabulary without a template gets its family's built-in one (SentencePiece -> Llama 2 chat), and says so.
+TEST(CliTokenizer, ChatTemplateFallsBackToTheFamily) {
+  ARIADNE_REQUIRE_SHARED(kStoriesDir);
+  TempDir tmp;
+  const std::string tok = test::shared_dir() + "/" + kStoriesDir + "/tok512.bin";
+  const Result r = run_cli("chat-template --tokenizer " + tok, R"([{"role": "user", "content": "Hi"}])", tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("<s>[INST] Hi [/INST]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("built-in 'llama2'"), std::string::npos) << r.out;
+}
+
 // convert carries the tokenizer: the GGUF's vocabulary tokenizes exactly like the tokenizer.bin it came from.
 TEST(CliTokenizer, ConvertCarriesTheLlama2cTokenizer) {
   ARIADNE_REQUIRE_SHARED(kStoriesDir);

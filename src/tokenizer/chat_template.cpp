@@ -386,4 +386,13 @@ std::string builtin_chat_template(std::string_view family) {
       family);
 }
 
+std::string guess_chat_family(const Vocab& vocab) {
+  auto has = [&](const char* token) { return vocab.find(token) >= 0; };
+  if (has("<|start_header_id|>") && has("<|eot_id|>")) return "llama3";
+  if (has("<|im_start|>") && has("<|im_end|>")) return has("<think>") ? "qwen3" : "qwen2";
+  if (has("[INST]") && has("[/INST]")) return "mistral";
+  if (vocab.model == TokenizerModel::Spm) return "llama2";
+  return "";
+}
+
 }  // namespace ariadne

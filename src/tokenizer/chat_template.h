@@ -15,6 +15,8 @@
 #include <variant>
 #include <vector>
 
+#include "tokenizer/vocab.h"
+
 #include "tokenizer/jinja_engine.h"
 
 namespace ariadne {
@@ -62,5 +64,10 @@ std::string render_chat_template(const std::string& tmpl, const std::vector<Chat
 // ChatML with a default system prompt), "qwen3" (Qwen3, with its thinking handling). Unknown families
 // throw Error listing the known ones.
 std::string builtin_chat_template(std::string_view family);
+
+// The built-in family that fits a vocabulary without a template of its own, judged by its special tokens
+// (<|start_header_id|> -> llama3, <|im_start|> -> qwen2 or qwen3 (when <think> exists), [INST] -> mistral) or,
+// failing those, its tokenizer (SentencePiece -> llama2); empty when nothing fits.
+std::string guess_chat_family(const Vocab& vocab);
 
 }  // namespace ariadne

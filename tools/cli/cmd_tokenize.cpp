@@ -158,11 +158,18 @@ int run_chat_template(const ChatTemplateCliOptions& o) {
     messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
   std::string tmpl = vocab.chat_template;
-  if (!o.family.empty()) tmpl = builtin_chat_template(o.family);
-  if (tmpl.empty())
-    fail(
-        "the model has no chat template; pick a built-in one with --family (llama3, llama2, mistral, chatml, "
-        "qwen3)");
+  if (!o.family.empty()) {
+    tmpl = builtin_chat_template(o.family);
+  } else if (tmpl.empty()) {
+    // No template in the files: the built-in one of the family the vocabulary belongs to.
+    const std::string family = guess_chat_family(vocab);
+    if (family.empty())
+      fail("the model has no chat template and its family is unknown; pick one with --family (llama3, llama2, "
+           "mistral, chatml, qwen2, qwen3)");
+    std::fprintf(stderr, "ariadne: the model has no chat template; using the built-in '%s' template\n",
+                 family.c_str());
+    tmpl = builtin_chat_template(family);
+  }
   ChatTemplateOptions options;
   options.add_generation_prompt = !o.no_generation_prompt;
   if (vocab.bos_id >= 0) options.bos_token = vocab.tokens[static_cast<size_t>(vocab.bos_id)];
