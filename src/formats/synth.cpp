@@ -208,6 +208,11 @@ void write_synth_model(const SynthShape& shape, const std::string& out_path, con
     types.push_back(output_type(v, options.type));
     w.add_tensor(t.name, types.back(), t.shape);
   }
+  if (options.extra_metadata) {
+    options.extra_metadata(w);
+  } else {
+    w.set_string("tokenizer.ggml.model", "none");
+  }
   w.begin(out_path);
   if (rope_freqs) {
     const std::vector<float> divisors = rope_freq_divisors(c.rope, c.head_dim);

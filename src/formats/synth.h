@@ -13,6 +13,8 @@
 
 namespace ariadne {
 
+class GgufWriter;
+
 struct SynthShape {
   std::string name;     // as on the command line: "llama-3.2-1b", ...
   std::string hf_name;  // the checkpoint whose config it copies
@@ -28,6 +30,9 @@ struct SynthOptions {
   DType type = DType::F16;
   uint64_t seed = 1;
   std::function<void(size_t, size_t)> progress;  // (tensors done, total)
+  // Writes a tokenizer into the file (the CLI passes one from --tokenizer). Without it the file says
+  // tokenizer.ggml.model = "none", which llama.cpp accepts (it then makes n_vocab placeholder tokens).
+  std::function<void(GgufWriter&)> extra_metadata;
 };
 
 // Parameters of the model (every tensor's element count).

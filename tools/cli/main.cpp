@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   ariadne::cli::add_convert_command(app, action);
   ariadne::cli::add_synth_command(app, action);
   ariadne::cli::add_tokenize_commands(app, action);
+  ariadne::cli::add_run_command(app, action);
+  ariadne::cli::add_bench_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
