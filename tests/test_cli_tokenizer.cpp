@@ -111,7 +111,8 @@ TEST(CliTokenizer, ChatTemplateBuiltinFamily) {
   EXPECT_EQ(r.out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
-// A vocabulary without a template gets its family's built-in one (SentencePiece -> Llama 2 chat), and says so.
+// A vocabulary without a template gets its family's built-in one (SentencePiece -> Llama 2 chat), and says
+// so.
 TEST(CliTokenizer, ChatTemplateFallsBackToTheFamily) {
   ARIADNE_REQUIRE_SHARED(kStoriesDir);
   TempDir tmp;

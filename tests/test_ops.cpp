@@ -145,8 +145,8 @@ TEST(OpsElementwise, SiluMulSoftmaxAdd) {
 
 // Naive causal GQA attention in double: the reference for the cache-backed kernel.
 std::vector<float> naive_attention(const std::vector<float>& q, const std::vector<float>& k,
-                                   const std::vector<float>& v, int64_t n_tokens, int64_t n_heads, int64_t n_kv,
-                                   int64_t d, const std::vector<float>& bias = {}) {
+                                   const std::vector<float>& v, int64_t n_tokens, int64_t n_heads,
+                                   int64_t n_kv, int64_t d, const std::vector<float>& bias = {}) {
   const int64_t group = n_heads / n_kv;
   const double scale = 1.0 / std::sqrt(double(d));
   std::vector<float> out(static_cast<size_t>(n_tokens * n_heads * d));
@@ -157,7 +157,8 @@ std::vector<float> naive_attention(const std::vector<float>& q, const std::vecto
       double m = -1e300, z = 0;
       for (int64_t j = 0; j <= t; ++j) {
         double dot = 0;
-        for (int64_t e = 0; e < d; ++e) dot += double(q[(t * n_heads + h) * d + e]) * k[(j * n_kv + g) * d + e];
+        for (int64_t e = 0; e < d; ++e)
+          dot += double(q[(t * n_heads + h) * d + e]) * k[(j * n_kv + g) * d + e];
         s[j] = dot * scale + (bias.empty() ? 0.0 : bias[j * n_kv + g]);
         m = std::max(m, s[j]);
       }
@@ -188,9 +189,11 @@ struct AttentionCase {
     std::vector<float> out(q.size());
     const float scale = 1.0f / std::sqrt(float(d));
     for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, split}, {split, n_tokens}}) {
-      cache.store(ctx, 0, end - begin, pos.data() + begin, k.data() + begin * n_kv * d, v.data() + begin * n_kv * d);
-      ops::AttentionQuery query{q.data() + begin * n_heads * d, pos.data() + begin, end - begin, n_heads, scale,
-                                out.data() + begin * n_heads * d};
+      cache.store(ctx, 0, end - begin, pos.data() + begin, k.data() + begin * n_kv * d,
+                  v.data() + begin * n_kv * d);
+      ops::AttentionQuery query{
+          q.data() + begin * n_heads * d,  pos.data() + begin, end - begin, n_heads, scale,
+          out.data() + begin * n_heads * d};
       cache.attend(ctx, 0, query);
     }
     return out;
@@ -212,7 +215,9 @@ struct AttentionCase {
 TEST(OpsAttention, KvCacheMatchesNaiveCausalGqaForEveryType) {
   const AttentionCase c;
   const auto expect = naive_attention(c.q, c.k, c.v, c.n_tokens, c.n_heads, c.n_kv, c.d);
-  for (auto [type, tol] : {std::pair<DType, float>{DType::F32, 1e-5f}, {DType::F16, 3e-3f}, {DType::BF16, 2e-2f},
+  for (auto [type, tol] : {std::pair<DType, float>{DType::F32, 1e-5f},
+                           {DType::F16, 3e-3f},
+                           {DType::BF16, 2e-2f},
                            {DType::Q8_0, 2e-2f}}) {
     SCOPED_TRACE(std::string(dtype_name(type)));
     std::vector<std::vector<float>> results;
@@ -232,7 +237,7 @@ TEST(OpsAttention, ByteAccountingIsExactAndCompactionFreesBlocks) {
   KvCache cache(c.options(DType::F16, 4));
   EXPECT_EQ(cache.bytes(), 0u);
   ThreadPool pool(1);
-  c.run(cache, pool);  // 9 entries per head -> 3 blocks of 4
+  c.run(cache, pool);            // 9 entries per head -> 3 blocks of 4
   const uint64_t row = 2 * c.d;  // f16 row bytes
   const uint64_t per_head_block = 4 * (2 * row + sizeof(int32_t));
   EXPECT_EQ(cache.bytes(), c.n_kv * 3 * per_head_block);
@@ -249,8 +254,9 @@ TEST(OpsAttention, ByteAccountingIsExactAndCompactionFreesBlocks) {
   EXPECT_EQ(cache.bytes(), 0u);
 }
 
-// The per-entry logit bias: merging two entries with identical keys into one with bias ln(2) gives exactly the
-// attention of the two (chelsea.md's exactness argument), and the kernel adds the bias as the naive loop does.
+// The per-entry logit bias: merging two entries with identical keys into one with bias ln(2) gives exactly
+// the attention of the two (chelsea.md's exactness argument), and the kernel adds the bias as the naive loop
+// does.
 TEST(OpsAttention, PerEntryBiasIsAddedToTheLogits) {
   const AttentionCase c;
   std::vector<float> bias(static_cast<size_t>(c.n_tokens * c.n_kv));
@@ -265,7 +271,8 @@ TEST(OpsAttention, PerEntryBiasIsAddedToTheLogits) {
     for (int64_t j = 0; j < c.n_tokens; ++j) cache.bias(0, g)[j] = bias[j * c.n_kv + g];
   }
   std::vector<float> out(c.q.size());
-  cache.attend(ctx, 0, {c.q.data(), c.pos.data(), c.n_tokens, c.n_heads, 1.0f / std::sqrt(float(c.d)), out.data()});
+  cache.attend(ctx, 0,
+               {c.q.data(), c.pos.data(), c.n_tokens, c.n_heads, 1.0f / std::sqrt(float(c.d)), out.data()});
   for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expect[i], 1e-5) << i;
 }
 

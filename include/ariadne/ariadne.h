@@ -39,9 +39,9 @@ int32_t ariadne_token_to_piece(const ariadne_model* model, int32_t token, bool s
                                int32_t capacity, ariadne_error* err);
 
 typedef struct ariadne_session_params {
-  int32_t n_ctx;     /* 0: the model's trained context, at most 4096 */
-  int32_t n_threads; /* 0: all cores */
-  int32_t n_batch;   /* 0: 512 */
+  int32_t n_ctx;       /* 0: the model's trained context, at most 4096 */
+  int32_t n_threads;   /* 0: all cores */
+  int32_t n_batch;     /* 0: 512 */
   const char* kv_type; /* "f32" (NULL), "f16", "bf16", "q8_0" */
 } ariadne_session_params;
 
@@ -57,9 +57,9 @@ int32_t ariadne_session_n_past(const ariadne_session* session);
 void ariadne_session_clear(ariadne_session* session);
 
 typedef struct ariadne_cache_stats {
-  uint64_t bytes;           /* held by the KV cache now */
-  uint64_t bytes_capacity;  /* when every head is full */
-  int64_t entries;          /* summed over layers and KV heads */
+  uint64_t bytes;          /* held by the KV cache now */
+  uint64_t bytes_capacity; /* when every head is full */
+  int64_t entries;         /* summed over layers and KV heads */
   int32_t n_ctx;
 } ariadne_cache_stats;
 ariadne_cache_stats ariadne_session_cache_stats(const ariadne_session* session);

@@ -75,9 +75,13 @@ ariadne_model* ariadne_model_load(const char* path, const char* tokenizer_path, 
   });
 }
 
-void ariadne_model_free(ariadne_model* model) { delete model; }
+void ariadne_model_free(ariadne_model* model) {
+  delete model;
+}
 
-int32_t ariadne_model_n_vocab(const ariadne_model* m) { return static_cast<int32_t>(m->source->config.n_vocab); }
+int32_t ariadne_model_n_vocab(const ariadne_model* m) {
+  return static_cast<int32_t>(m->source->config.n_vocab);
+}
 int32_t ariadne_model_n_ctx_train(const ariadne_model* m) {
   return static_cast<int32_t>(m->source->config.n_ctx_train);
 }
@@ -96,20 +100,22 @@ int32_t ariadne_tokenize(const ariadne_model* m, const char* text, size_t length
                          bool parse_special, int32_t* ids, int32_t capacity, ariadne_error* err) {
   return guarded<int32_t>(err, -1, [&] {
     if (!m->tokenizer) ariadne::fail("the model has no tokenizer: {}", m->tokenizer_error);
-    const std::vector<int32_t> out = m->tokenizer->encode(std::string_view(text, length), add_special, parse_special);
+    const std::vector<int32_t> out =
+        m->tokenizer->encode(std::string_view(text, length), add_special, parse_special);
     std::copy_n(out.begin(), std::min<size_t>(out.size(), static_cast<size_t>(std::max(capacity, 0))), ids);
     return static_cast<int32_t>(out.size());
   });
 }
 
-int32_t ariadne_token_to_piece(const ariadne_model* m, int32_t token, bool special, char* buffer, int32_t capacity,
-                               ariadne_error* err) {
+int32_t ariadne_token_to_piece(const ariadne_model* m, int32_t token, bool special, char* buffer,
+                               int32_t capacity, ariadne_error* err) {
   return guarded<int32_t>(err, -1, [&] {
     if (!m->tokenizer) ariadne::fail("the model has no tokenizer: {}", m->tokenizer_error);
     if (token < 0 || token >= m->tokenizer->vocab().size())
       ariadne::fail("token id {} is outside the vocabulary [0, {})", token, m->tokenizer->vocab().size());
     const std::string piece = m->tokenizer->token_to_piece(token, special);
-    std::memcpy(buffer, piece.data(), std::min<size_t>(piece.size(), static_cast<size_t>(std::max(capacity, 0))));
+    std::memcpy(buffer, piece.data(),
+                std::min<size_t>(piece.size(), static_cast<size_t>(std::max(capacity, 0))));
     return static_cast<int32_t>(piece.size());
   });
 }
@@ -124,7 +130,8 @@ ariadne_session* ariadne_session_create(const ariadne_model* m, const ariadne_se
       if (params->n_batch > 0) o.n_batch = params->n_batch;
       if (params->kv_type != nullptr) {
         const auto t = ariadne::dtype_from_name(params->kv_type);
-        if (!t) ariadne::fail("kv_type: unknown type '{}' (expected f32, f16, bf16 or q8_0)", params->kv_type);
+        if (!t)
+          ariadne::fail("kv_type: unknown type '{}' (expected f32, f16, bf16 or q8_0)", params->kv_type);
         o.kv_type = *t;
       }
     }
@@ -135,7 +142,9 @@ ariadne_session* ariadne_session_create(const ariadne_model* m, const ariadne_se
   });
 }
 
-void ariadne_session_free(ariadne_session* s) { delete s; }
+void ariadne_session_free(ariadne_session* s) {
+  delete s;
+}
 
 int ariadne_session_prefill(ariadne_session* s, const int32_t* ids, int32_t n, ariadne_error* err) {
   return guarded<int>(err, -1, [&] {
@@ -149,8 +158,12 @@ int ariadne_session_decode(ariadne_session* s, int32_t token, ariadne_error* err
   return ariadne_session_prefill(s, &token, 1, err);
 }
 
-const float* ariadne_session_logits(const ariadne_session* s) { return s->logits.empty() ? nullptr : s->logits.data(); }
-int32_t ariadne_session_n_past(const ariadne_session* s) { return static_cast<int32_t>(s->session->n_past()); }
+const float* ariadne_session_logits(const ariadne_session* s) {
+  return s->logits.empty() ? nullptr : s->logits.data();
+}
+int32_t ariadne_session_n_past(const ariadne_session* s) {
+  return static_cast<int32_t>(s->session->n_past());
+}
 void ariadne_session_clear(ariadne_session* s) {
   s->session->clear();
   s->logits.clear();
@@ -200,7 +213,9 @@ ariadne_sampler* ariadne_sampler_create(const ariadne_model* m, const ariadne_sa
   });
 }
 
-void ariadne_sampler_free(ariadne_sampler* s) { delete s; }
+void ariadne_sampler_free(ariadne_sampler* s) {
+  delete s;
+}
 
 int32_t ariadne_sampler_sample(ariadne_sampler* s, const float* logits, ariadne_error* err) {
   return guarded<int32_t>(err, -1, [&] {
@@ -209,6 +224,8 @@ int32_t ariadne_sampler_sample(ariadne_sampler* s, const float* logits, ariadne_
   });
 }
 
-void ariadne_sampler_accept(ariadne_sampler* s, int32_t token) { s->sampler->accept(token); }
+void ariadne_sampler_accept(ariadne_sampler* s, int32_t token) {
+  s->sampler->accept(token);
+}
 
 }  // extern "C"

@@ -11,9 +11,13 @@ namespace ariadne {
 
 namespace {
 
-bool supported_kv_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0; }
+bool supported_kv_type(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
+}
 
-int64_t blocks_for(int64_t n, int64_t block_size) { return (n + block_size - 1) / block_size; }
+int64_t blocks_for(int64_t n, int64_t block_size) {
+  return (n + block_size - 1) / block_size;
+}
 
 }  // namespace
 
@@ -30,7 +34,8 @@ KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
 }
 
 uint64_t KvCache::bytes_per_token(const KvCacheOptions& o) {
-  return static_cast<uint64_t>(o.n_layer * o.n_kv_heads) * (2 * row_bytes(o.type, o.head_dim) + sizeof(int32_t));
+  return static_cast<uint64_t>(o.n_layer * o.n_kv_heads) *
+         (2 * row_bytes(o.type, o.head_dim) + sizeof(int32_t));
 }
 
 uint64_t KvCache::bytes_needed(const KvCacheOptions& o) {
@@ -41,7 +46,8 @@ uint64_t KvCache::bytes_needed(const KvCacheOptions& o) {
 uint64_t KvCache::bytes() const {
   uint64_t total = 0;
   for (const Head& h : heads_) {
-    total += (h.k_blocks.size() + h.v_blocks.size()) * static_cast<uint64_t>(options_.block_size) * row_bytes_;
+    total +=
+        (h.k_blocks.size() + h.v_blocks.size()) * static_cast<uint64_t>(options_.block_size) * row_bytes_;
     total += h.positions.capacity() * sizeof(int32_t) + h.bias.capacity() * sizeof(float);
   }
   return total;
@@ -84,11 +90,13 @@ void KvCache::release(Head& h) {
 
 const uint8_t* KvCache::key_row(int64_t layer, int64_t kv_head, int64_t j) const {
   const Head& h = head(layer, kv_head);
-  return h.k_blocks[static_cast<size_t>(j / options_.block_size)].get() + (j % options_.block_size) * row_bytes_;
+  return h.k_blocks[static_cast<size_t>(j / options_.block_size)].get() +
+         (j % options_.block_size) * row_bytes_;
 }
 const uint8_t* KvCache::value_row(int64_t layer, int64_t kv_head, int64_t j) const {
   const Head& h = head(layer, kv_head);
-  return h.v_blocks[static_cast<size_t>(j / options_.block_size)].get() + (j % options_.block_size) * row_bytes_;
+  return h.v_blocks[static_cast<size_t>(j / options_.block_size)].get() +
+         (j % options_.block_size) * row_bytes_;
 }
 uint8_t* KvCache::key_row(int64_t layer, int64_t kv_head, int64_t j) {
   return const_cast<uint8_t*>(static_cast<const KvCache*>(this)->key_row(layer, kv_head, j));
@@ -114,7 +122,8 @@ void KvCache::compact(int64_t layer, int64_t kv_head, std::span<const int64_t> k
   int64_t out = 0;
   for (size_t i = 0; i < keep.size(); ++i) {
     const int64_t j = keep[i];
-    ARIADNE_CHECK(j >= out && j < h.n && (i == 0 || keep[i - 1] < j), "compact: keep must be ascending entries");
+    ARIADNE_CHECK(j >= out && j < h.n && (i == 0 || keep[i - 1] < j),
+                  "compact: keep must be ascending entries");
     if (j != out) {
       std::memcpy(key_row(layer, kv_head, out), key_row(layer, kv_head, j), row_bytes_);
       std::memcpy(value_row(layer, kv_head, out), value_row(layer, kv_head, j), row_bytes_);
@@ -151,7 +160,8 @@ void KvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, co
 void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::AttentionQuery& query) {
   const int64_t n_kv = options_.n_kv_heads;
   const int64_t group = query.n_heads / n_kv;
-  std::vector<std::vector<const uint8_t*>> k_ptrs(static_cast<size_t>(n_kv)), v_ptrs(static_cast<size_t>(n_kv));
+  std::vector<std::vector<const uint8_t*>> k_ptrs(static_cast<size_t>(n_kv)),
+      v_ptrs(static_cast<size_t>(n_kv));
   std::vector<std::vector<int32_t>> indices(static_cast<size_t>(n_kv));
   std::vector<cpu::KvHeadView> views(static_cast<size_t>(n_kv));
   // A selector chooses entries per query token; with one token (decode) its choice applies to the whole call.
@@ -173,7 +183,8 @@ void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::Attentio
     view.indices = nullptr;
     view.n_indices = 0;
     auto& idx = indices[static_cast<size_t>(g)];
-    if (sparse_ok && selector_->select(*this, layer, g, query.q + g * group * options_.head_dim, group, idx)) {
+    if (sparse_ok &&
+        selector_->select(*this, layer, g, query.q + g * group * options_.head_dim, group, idx)) {
       view.indices = idx.data();
       view.n_indices = static_cast<int64_t>(idx.size());
     }

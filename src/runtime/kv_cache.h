@@ -25,9 +25,9 @@ struct KvCacheOptions {
   int64_t n_layer = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t n_ctx = 0;          // most entries one head may hold
-  DType type = DType::F32;    // f32, f16, bf16, q8_0 (head_dim a multiple of 32)
-  int64_t block_size = 256;   // entries per block
+  int64_t n_ctx = 0;         // most entries one head may hold
+  DType type = DType::F32;   // f32, f16, bf16, q8_0 (head_dim a multiple of 32)
+  int64_t block_size = 256;  // entries per block
 };
 
 class KvCache;
@@ -69,17 +69,19 @@ class KvCache : public ops::KvMemory {
   void set_policy(std::shared_ptr<KvPolicy> policy) { policy_ = std::move(policy); }
   void set_selector(std::shared_ptr<AttentionSelector> selector) { selector_ = std::move(selector); }
 
-  void store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions, const float* k,
-             const float* v) override;
+  void store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
+             const float* k, const float* v) override;
   void attend(const ops::Context& ctx, int64_t layer, const ops::AttentionQuery& query) override;
 
   const KvCacheOptions& options() const { return options_; }
   int64_t size(int64_t layer, int64_t kv_head) const { return head(layer, kv_head).n; }
-  uint64_t bytes() const;   // held now
-  void clear();             // drops every entry and frees every block
+  uint64_t bytes() const;  // held now
+  void clear();            // drops every entry and frees every block
 
   // For policies: one head's entries.
-  const int32_t* positions(int64_t layer, int64_t kv_head) const { return head(layer, kv_head).positions.data(); }
+  const int32_t* positions(int64_t layer, int64_t kv_head) const {
+    return head(layer, kv_head).positions.data();
+  }
   // Row j of K or V in the cache type (row_bytes(type, head_dim) bytes).
   const uint8_t* key_row(int64_t layer, int64_t kv_head, int64_t j) const;
   const uint8_t* value_row(int64_t layer, int64_t kv_head, int64_t j) const;
@@ -100,7 +102,9 @@ class KvCache : public ops::KvMemory {
     std::vector<float> bias;         // empty, or like positions
     int64_t n = 0;
   };
-  Head& head(int64_t layer, int64_t kv_head) { return heads_[static_cast<size_t>(layer * options_.n_kv_heads + kv_head)]; }
+  Head& head(int64_t layer, int64_t kv_head) {
+    return heads_[static_cast<size_t>(layer * options_.n_kv_heads + kv_head)];
+  }
   const Head& head(int64_t layer, int64_t kv_head) const {
     return heads_[static_cast<size_t>(layer * options_.n_kv_heads + kv_head)];
   }

@@ -52,7 +52,8 @@ std::vector<float> Session::eval(std::span<const int32_t> ids, bool all_logits) 
   const int64_t n_vocab = model_->config().n_vocab;
   if (n == 0) fail("no tokens to evaluate");
   if (n_past_ + n > n_ctx())
-    fail("{} tokens after {} already evaluated exceed the context of {} tokens (raise -c)", n, n_past_, n_ctx());
+    fail("{} tokens after {} already evaluated exceed the context of {} tokens (raise -c)", n, n_past_,
+         n_ctx());
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= n_vocab)
       fail("token id {} at index {} is outside the vocabulary [0, {})", ids[i], i, n_vocab);

@@ -15,7 +15,7 @@ namespace ariadne {
 struct SessionOptions {
   int64_t n_ctx = 0;  // KV entries per layer; 0 = the model's trained context, capped at 4096
   int n_threads = 1;
-  int64_t n_batch = 512;  // tokens per forward call when prefilling (bounds activation memory)
+  int64_t n_batch = 512;       // tokens per forward call when prefilling (bounds activation memory)
   DType kv_type = DType::F32;  // KV cache element type (f32 keeps the exact reference results; f16 halves it)
 };
 

@@ -66,8 +66,8 @@ std::string render_chat_template(const std::string& tmpl, const std::vector<Chat
 std::string builtin_chat_template(std::string_view family);
 
 // The built-in family that fits a vocabulary without a template of its own, judged by its special tokens
-// (<|start_header_id|> -> llama3, <|im_start|> -> qwen2 or qwen3 (when <think> exists), [INST] -> mistral) or,
-// failing those, its tokenizer (SentencePiece -> llama2); empty when nothing fits.
+// (<|start_header_id|> -> llama3, <|im_start|> -> qwen2 or qwen3 (when <think> exists), [INST] -> mistral)
+// or, failing those, its tokenizer (SentencePiece -> llama2); empty when nothing fits.
 std::string guess_chat_family(const Vocab& vocab);
 
 }  // namespace ariadne

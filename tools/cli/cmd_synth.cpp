@@ -11,9 +11,9 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/synth.h"
+#include "progress.h"
 #include "tokenizer/load.h"
 #include "tokenizer/vocab_io.h"
-#include "progress.h"
 
 namespace ariadne::cli {
 
@@ -66,8 +66,8 @@ int run_synth(const SynthCliOptions& o) {
   if (!o.tokenizer.empty()) {
     vocab = load_vocab_file(o.tokenizer, o.pre);
     if (vocab->size() > shape.config.n_vocab)
-      fail("--tokenizer: {} has {} tokens, more than the {} rows of {}'s embedding", o.tokenizer, vocab->size(),
-           shape.config.n_vocab, shape.name);
+      fail("--tokenizer: {} has {} tokens, more than the {} rows of {}'s embedding", o.tokenizer,
+           vocab->size(), shape.config.n_vocab, shape.name);
     options.extra_metadata = [&](GgufWriter& w) { write_vocab_gguf(w, *vocab); };
   }
   write_synth_model(shape, o.output, options, pool);
@@ -91,8 +91,9 @@ void add_synth_command(CLI::App& app, Action& action) {
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
   cmd->add_flag("--list", o->list, "List the known shapes");
-  cmd->add_option("--tokenizer", o->tokenizer,
-                  "Tokenizer to write into the file (tokenizer.json, encoder.json, tokenizer.model, GGUF, ...)");
+  cmd->add_option(
+      "--tokenizer", o->tokenizer,
+      "Tokenizer to write into the file (tokenizer.json, encoder.json, tokenizer.model, GGUF, ...)");
   cmd->add_option("--pre", o->pre, "BPE pre-tokenizer for vocab.json / encoder.json (e.g. llama-bpe)");
   cmd->callback([o, &action] { action = [o] { return run_synth(*o); }; });
 }

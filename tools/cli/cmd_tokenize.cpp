@@ -164,8 +164,9 @@ int run_chat_template(const ChatTemplateCliOptions& o) {
     // No template in the files: the built-in one of the family the vocabulary belongs to.
     const std::string family = guess_chat_family(vocab);
     if (family.empty())
-      fail("the model has no chat template and its family is unknown; pick one with --family (llama3, llama2, "
-           "mistral, chatml, qwen2, qwen3)");
+      fail(
+          "the model has no chat template and its family is unknown; pick one with --family (llama3, llama2, "
+          "mistral, chatml, qwen2, qwen3)");
     std::fprintf(stderr, "ariadne: the model has no chat template; using the built-in '%s' template\n",
                  family.c_str());
     tmpl = builtin_chat_template(family);

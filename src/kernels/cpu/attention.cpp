@@ -17,7 +17,7 @@ void attention(const AttentionParams& p, ThreadPool& pool) {
   const RowKernels& kernels = row_kernels(p.kv_type);
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   pool.parallel_for(p.n_tokens * p.n_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;    // [entries read] logits, then weights
+    std::vector<float> scores;                         // [entries read] logits, then weights
     std::vector<float> value(static_cast<size_t>(d));  // one dequantized value row
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t t = pair / p.n_heads;

@@ -21,20 +21,20 @@ struct KvHeadView {
 };
 
 struct AttentionParams {
-  const float* q;              // [n_tokens][q_token_stride], head h at q + h*head_dim
+  const float* q;  // [n_tokens][q_token_stride], head h at q + h*head_dim
   int64_t q_token_stride;
   const int32_t* q_positions;  // [n_tokens] absolute position of each query (causal limit)
   int64_t n_tokens;
   int64_t n_heads;
-  int64_t n_kv_heads;          // query head h reads kv head h / (n_heads / n_kv_heads) (GQA/MQA)
+  int64_t n_kv_heads;  // query head h reads kv head h / (n_heads / n_kv_heads) (GQA/MQA)
   int64_t head_dim;
 
   DType kv_type;
-  int64_t block_size;          // entries per block
-  const KvHeadView* heads;     // [n_kv_heads]
+  int64_t block_size;       // entries per block
+  const KvHeadView* heads;  // [n_kv_heads]
 
-  float scale;                 // usually 1/sqrt(head_dim)
-  float* out;                  // [n_tokens][out_token_stride], head h at out + h*head_dim
+  float scale;  // usually 1/sqrt(head_dim)
+  float* out;   // [n_tokens][out_token_stride], head h at out + h*head_dim
   int64_t out_token_stride;
 };
 
