@@ -12,3 +12,7 @@ model=build/default-model.gguf
 echo
 echo "forward pass over 8 tokens (logits of the last position, argmax shown):"
 ./build/bin/ariadne forward -m "$model" --ids 1,15,27,99,3,42,7,300
+echo
+echo "generation (random weights, so the ids mean nothing yet) and speed/memory on this machine:"
+./build/bin/ariadne run -m "$model" --ids 1,15,27,99 -n 16 --temp 0
+./build/bin/ariadne bench -m "$model" -p 64 -n 16 -r 2 -t "$(nproc)"
