@@ -122,6 +122,21 @@ TEST_F(CliTest, ConvertRoundTripKeepsLogits) {
   EXPECT_EQ(a.out, b.out);
 }
 
+// --cache-type picks the KV element type: f16 halves the bytes per token; an unknown type is refused.
+TEST_F(CliTest, CacheTypeHalvesKvBytesAtF16) {
+  auto per_token = [&](const char* type) {
+    const CommandResult r = run_cli("bench -m " + model() + " -p 8 -n 2 -r 1 --json --cache-type " + type);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return nlohmann::json::parse(r.out)[0]["kv_bytes_per_token"].get<int64_t>();
+  };
+  EXPECT_EQ(per_token("f32"), 2 * per_token("f16"));
+  const CommandResult bad = run_cli("run -m " + model() + " --ids 1 -n 1 --cache-type q4");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("--cache-type"), std::string::npos) << bad.out;
+  const CommandResult f16 = run_cli("run -m " + model() + " --ids 1,2 -n 3 --temp 0 --cache-type f16");
+  EXPECT_EQ(f16.exit_code, 0) << f16.out;
+}
+
 // Bad input: each case exits non-zero with a message naming the problem.
 TEST_F(CliTest, BadInputGivesClearErrors) {
   TempDir tmp;

@@ -113,8 +113,8 @@ uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_type) {
          row_bytes(kv_type, c.head_dim);
 }
 
-MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch,
-                                     int n_threads) {
+MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch, int n_threads,
+                                     DType kv_type) {
   const ModelConfig& c = source.config;
   MemoryEstimate m;
   for (const auto& [name, t] : source.tensors) m.weights += t.nbytes;
@@ -124,7 +124,7 @@ MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, i
   kv.n_kv_heads = c.n_head_kv;
   kv.head_dim = c.head_dim;
   kv.n_ctx = n_ctx;
-  kv.type = DType::F32;
+  kv.type = kv_type;
   m.kv = KvCache::bytes_needed(kv);
   // The largest forward call holds min(n_batch, n_ctx) tokens. Per token it keeps (blocks::Activations) the
   // residual, the normalised input and the sub-block output [n_embd] each, q and the attention output

@@ -71,8 +71,8 @@ struct MemoryEstimate {
   uint64_t activations = 0;  // one forward call's buffers, the logits and each thread's scratch
   uint64_t total() const { return weights + kv + activations; }
 };
-MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch,
-                                     int n_threads);
+MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch, int n_threads,
+                                     DType kv_type = DType::F32);
 
 // Throws Error saying which options to lower when the KV cache and activations (the memory that cannot be
 // paged back to the file) exceed `available` bytes. available == 0 means unknown: nothing is refused.

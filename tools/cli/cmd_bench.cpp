@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cache_type.h"
 #include "commands.h"
 #include "core/error.h"
 #include "formats/model_source.h"
@@ -32,6 +33,7 @@ struct BenchCliOptions {
   std::string threads;  // empty: every core
   std::string repetitions = "5";
   std::string batch = "512";
+  std::string cache_type = "f32";
   bool no_warmup = false;
   bool json = false;
 };
@@ -188,13 +190,15 @@ int run_bench_command(const BenchCliOptions& c) {
   const int64_t n_ctx = bench_context(o);
 
   // Refuse before any work (no session, no pages touched) when the run cannot fit.
-  const MemoryEstimate predicted = estimate_bench_memory(*source, n_ctx, o.n_batch, o.n_threads);
+  const DType kv_type = parse_cache_type(c.cache_type);
+  const MemoryEstimate predicted = estimate_bench_memory(*source, n_ctx, o.n_batch, o.n_threads, kv_type);
   check_bench_memory(c.model, o, predicted, available_memory_bytes());
 
   SessionOptions so;
   so.n_ctx = n_ctx;
   so.n_threads = o.n_threads;
   so.n_batch = o.n_batch;
+  so.kv_type = kv_type;
   std::unique_ptr<Session> session;
   try {
     session = std::make_unique<Session>(source, so);
@@ -203,7 +207,7 @@ int run_bench_command(const BenchCliOptions& c) {
   }
 
   const ModelSummary model = summarize_model(*source);
-  const uint64_t per_token = kv_bytes_per_token(source->config);
+  const uint64_t per_token = kv_bytes_per_token(source->config, kv_type);
   size_t test_width = 0;
   for (const BenchTest& t : bench_plan(o)) test_width = std::max(test_width, t.name().size());
   const MarkdownTable table(model.description.size(), test_width);
@@ -268,8 +272,9 @@ int run_bench_command(const BenchCliOptions& c) {
     std::printf("%s\n", records.dump(2).c_str());
     return 0;
   }
-  std::printf("\nKV cache: %llu bytes per token (f32 K and V), at most %.2f MiB held (context %lld tokens)\n",
-              static_cast<unsigned long long>(per_token), kv_held / 1048576.0, static_cast<long long>(n_ctx));
+  std::printf("\nKV cache: %llu bytes per token (%s K and V), at most %.2f MiB held (context %lld tokens)\n",
+              static_cast<unsigned long long>(per_token), std::string(dtype_name(kv_type)).c_str(),
+              kv_held / 1048576.0, static_cast<long long>(n_ctx));
   std::printf(
       "memory: predicted %.2f MiB (weights %.2f + KV %.2f + activations %.2f), peak resident %.2f MiB "
       "(%.2f MiB before loading the model)\n",
@@ -294,6 +299,9 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
   cmd->add_option("-r,--repetitions", o->repetitions, "Timed runs per test")->capture_default_str();
   cmd->add_option("-b,--batch-size", o->batch, "Tokens per forward call when prefilling")
+      ->capture_default_str();
+  cmd->add_option("--cache-type", o->cache_type,
+                  "KV cache type: f32, f16, bf16, q8_0 (llama-bench: -ctk/-ctv)")
       ->capture_default_str();
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warmup run of each test");
   cmd->add_flag("--json", o->json, "Print one JSON array with a record per test");

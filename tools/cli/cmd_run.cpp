@@ -31,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cache_type.h"
 #include "commands.h"
 #include "core/error.h"
 #include "formats/model_source.h"
@@ -54,6 +55,7 @@ struct RunOptions {
   int32_t n_predict = -1;
   int64_t n_ctx = 0;
   int64_t n_batch = 512;
+  std::string cache_type = "f32";
   int threads = 0;
   SamplerParams sampler;
   std::string seed = "-1";
@@ -183,6 +185,7 @@ int run_chat(const RunOptions& o, const SamplerParams& sampler) {
   SessionOptions so;
   so.n_ctx = o.n_ctx > 0 ? o.n_ctx : default_context(source->config, 0, 0);
   so.n_batch = o.n_batch;
+  so.kv_type = parse_cache_type(o.cache_type);
   so.n_threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Session session(source, so);
@@ -288,6 +291,7 @@ int run_generate(const RunOptions& o) {
   SessionOptions so;
   so.n_ctx = n_ctx;
   so.n_batch = o.n_batch;
+  so.kv_type = parse_cache_type(o.cache_type);
   so.n_threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Session session(source, so);
@@ -365,6 +369,7 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("-c,--ctx-size", o->n_ctx,
                   "Context size in tokens (0: min(trained, 4096), raised to prompt + -n up to trained)");
   cmd->add_option("-b,--batch-size", o->n_batch, "Prompt tokens per forward call while prefilling");
+  cmd->add_option("--cache-type", o->cache_type, "KV cache type: f32 (default, exact), f16, bf16, q8_0");
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
   cmd->add_option("--temp", o->sampler.temperature, "Temperature (<= 0: greedy)");
   cmd->add_option("--top-k", o->sampler.top_k, "Top-k (0: off)");
