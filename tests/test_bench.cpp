@@ -25,35 +25,11 @@ namespace {
 
 using test::TempDir;
 
-struct BenchRun {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
-
-BenchRun run_cli(const std::string& args) {
-  const std::string cmd = std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
+using BenchRun = test::CliResult;
+using test::run_cli;
 
 // The 4-layer `tiny` synthetic model (2 KV heads of 64), written once for the suite.
-class BenchCliTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    const BenchRun r = run_cli("synth --shape tiny --type f32 -q -o " + dir_->file("tiny.gguf"));
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static std::string model() { return dir_->file("tiny.gguf"); }
-  static TempDir* dir_;
-};
-TempDir* BenchCliTest::dir_ = nullptr;
+class BenchCliTest : public test::TinyModelTest {};
 
 TEST_F(BenchCliTest, JsonHasOneRecordPerTestWithRatesAndMemory) {
   const BenchRun info = run_cli("info -m " + model() + " --json");

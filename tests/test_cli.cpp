@@ -20,35 +20,10 @@ namespace {
 
 using test::TempDir;
 
-struct CommandResult {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
+using CommandResult = test::CliResult;
+using test::run_cli;
 
-CommandResult run_cli(const std::string& args) {
-  const std::string cmd = std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
-
-// A tiny synthetic model written once for the tests of this file.
-class CliTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    const CommandResult r = run_cli("synth --shape tiny --type f32 -q -o " + dir_->file("tiny.gguf"));
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static std::string model() { return dir_->file("tiny.gguf"); }
-  static TempDir* dir_;
-};
-TempDir* CliTest::dir_ = nullptr;
+class CliTest : public test::TinyModelTest {};
 
 TEST_F(CliTest, ForwardPrintsLastPositionLogitsAsJson) {
   const CommandResult r = run_cli("forward -m " + model() + " --ids 1,2,3 --json");

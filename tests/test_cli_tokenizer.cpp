@@ -20,24 +20,11 @@ namespace {
 
 using test::TempDir;
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = test::CliResult;
 
-// Runs the CLI with stdin from a file holding `input`.
-Result run_cli(const std::string& args, const std::string& input, const TempDir& tmp) {
-  const std::string in_path = tmp.file("stdin.txt");
-  test::write_bytes(in_path, std::vector<uint8_t>(input.begin(), input.end()));
-  const std::string cmd =
-      std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " < " + in_path + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+// Runs the CLI with `input` on stdin (stderr merged into out).
+Result run_cli(const std::string& args, const std::string& input, const TempDir&) {
+  return test::run_cli(args, input);
 }
 
 const char* kStoriesDir = "fixtures/llama2c/stories260K";

@@ -55,26 +55,11 @@ std::vector<Llama2cRun> read_runs() {
   return runs;
 }
 
-struct CliResult {
-  int exit_code;
-  std::string out;  // stdout only
-  std::string err;  // stderr only
-};
+using test::CliResult;
 
 // Runs the CLI with stdout and stderr kept apart: stdout must be exactly the text (or the JSON).
 CliResult run_cli(const std::string& args) {
-  test::TempDir tmp;
-  const std::string err_path = tmp.file("stderr");
-  const std::string cmd = std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " 2>" + err_path;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  std::ifstream err_in(err_path, std::ios::binary);
-  std::string err(std::istreambuf_iterator<char>(err_in), {});
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, err};
+  return test::run_cli(args, "", /*merge_stderr=*/false);
 }
 
 nlohmann::json run_json(const std::string& args) {
@@ -389,9 +374,8 @@ TEST(RunCliStories, BadInputIsAClearError) {
 TEST(RunCliChat, LaterTurnsContinueTheRenderedConversation) {
   ARIADNE_REQUIRE_SHARED(kStoriesDir);
   test::TempDir tmp;
-  test::write_bytes(tmp.file("turns.txt"), {'H', 'i', '\n', '\n', 'A', ' ', 'd', 'o', 'g', '\n'});
   const std::string chat = stories_args() + "--chat --chat-template-family llama2 --temp 0 -n 20";
-  const CliResult r = run_cli(chat + " --json < " + tmp.file("turns.txt"));
+  const CliResult r = test::run_cli(chat + " --json", "Hi\n\nA dog\n", /*merge_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<nlohmann::json> turns;
   std::istringstream lines(r.out);
@@ -416,7 +400,7 @@ TEST(RunCliChat, LaterTurnsContinueTheRenderedConversation) {
   EXPECT_EQ(turns[1]["generated_tokens"], fresh["generated_tokens"]);
   EXPECT_EQ(turns[1]["text"], fresh["text"]);
 
-  const CliResult plain = run_cli(chat + " < " + tmp.file("turns.txt"));
+  const CliResult plain = test::run_cli(chat, "Hi\n\nA dog\n", /*merge_stderr=*/false);
   EXPECT_EQ(plain.out,
             turns[0]["text"].get<std::string>() + "\n" + turns[1]["text"].get<std::string>() + "\n");
   const CliResult no_template = run_cli(stories_args() + "--chat < /dev/null");

@@ -1,7 +1,11 @@
 // Shared helpers for tests: where ../shared is, temporary directories, reading fixtures.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <array>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -63,5 +67,49 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& byt
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
+
+struct CliResult {
+  int exit_code;
+  std::string out;  // stdout (with stderr appended in order when merged)
+  std::string err;  // stderr when not merged
+};
+
+// Runs the ariadne binary under a 120 s timeout with `input` on stdin. merge_stderr: stderr goes into out
+// (for checking messages); otherwise it is kept apart (for checking that stdout is exactly the text).
+inline CliResult run_cli(const std::string& args, const std::string& input = "", bool merge_stderr = true) {
+  TempDir tmp;
+  write_bytes(tmp.file("stdin"), std::vector<uint8_t>(input.begin(), input.end()));
+  const std::string err_path = tmp.file("stderr");
+  const std::string cmd = std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " < " +
+                          tmp.file("stdin") + (merge_stderr ? " 2>&1" : " 2>" + err_path);
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  std::string err;
+  if (!merge_stderr) {
+    std::ifstream in(err_path, std::ios::binary);
+    err.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, err};
+}
+
+// A test suite sharing one `tiny` synthetic model (4 layers, 2 KV heads of 64, f32), written once.
+class TinyModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const CliResult r = run_cli("synth --shape tiny --type f32 -q -o " + dir_->file("tiny.gguf"));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string model() { return dir_->file("tiny.gguf"); }
+  static inline TempDir* dir_ = nullptr;
+};
 
 }  // namespace ariadne::test
