@@ -1,4 +1,5 @@
 #include "tokenizer/jinja_engine.h"
+#include "tokenizer/utf8.h"
 
 #include <algorithm>
 #include <charconv>
@@ -249,24 +250,6 @@ uint32_t to_lower_cp(uint32_t c) {
   return c;
 }
 
-void append_utf8_cp(std::string& out, uint32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
 // Maps every code point; invalid bytes pass through unchanged.
 std::string map_case(std::string_view s, bool upper) {
   std::string out;
@@ -276,7 +259,7 @@ std::string map_case(std::string_view s, bool upper) {
     if (n == 1 && c >= 0x80) {
       out += s[i];
     } else {
-      append_utf8_cp(out, upper ? to_upper_cp(c) : to_lower_cp(c));
+      append_utf8(out, upper ? to_upper_cp(c) : to_lower_cp(c));
     }
   }
   return out;
@@ -866,24 +849,6 @@ class Lexer {
     }
     tokens_.push_back({Tok::String, std::move(out), 0, 0.0, line});
     return i + 1;
-  }
-
-  static void append_utf8(std::string& out, uint32_t c) {
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
   }
 
   std::string_view src_;

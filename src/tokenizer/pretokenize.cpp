@@ -1,4 +1,5 @@
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/utf8.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -190,24 +191,6 @@ bool decode_llama(std::string_view text, size_t i, uint32_t& cpt, size_t& len) {
 // The length of cpt's shortest UTF-8 form; 0 beyond U+10FFFF.
 inline size_t encoded_len(uint32_t cpt) {
   return cpt < 0x80 ? 1 : cpt < 0x800 ? 2 : cpt < 0x10000 ? 3 : cpt <= 0x10ffff ? 4 : 0;
-}
-
-void append_utf8(std::string& out, uint32_t cpt) {
-  if (cpt < 0x80) {
-    out += static_cast<char>(cpt);
-  } else if (cpt < 0x800) {
-    out += static_cast<char>(0xc0 | (cpt >> 6));
-    out += static_cast<char>(0x80 | (cpt & 0x3f));
-  } else if (cpt < 0x10000) {
-    out += static_cast<char>(0xe0 | (cpt >> 12));
-    out += static_cast<char>(0x80 | ((cpt >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cpt & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cpt >> 18));
-    out += static_cast<char>(0x80 | ((cpt >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cpt >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cpt & 0x3f));
-  }
 }
 
 constexpr uint32_t kReplacement = 0xfffd;
