@@ -63,26 +63,14 @@ struct VectorCase {
 // llama.cpp's tests/test-tokenizer-0.cpp reading: inputs separated by "\n__ggml_vocab_test__\n", one
 // line of ids per input in .out.
 std::vector<VectorCase> read_vectors(const std::string& inp_path, const std::string& out_path) {
-  const std::string raw = read_all(inp_path);
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> inputs;
-  for (size_t pos = 0; pos < raw.size();) {
-    const size_t next = raw.find(sep, pos);
-    if (next == std::string::npos) {
-      inputs.push_back(raw.substr(pos));
-      break;
-    }
-    inputs.push_back(raw.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
+  const std::vector<std::string> inputs = test::split_inputs(read_all(inp_path));
   std::ifstream out(out_path);
   std::vector<VectorCase> cases;
   size_t i = 0;
   for (std::string line; std::getline(out, line); ++i) {
     VectorCase c;
     if (i < inputs.size()) c.input = inputs[i];
-    std::istringstream ls(line);
-    for (int32_t id; ls >> id;) c.expected.push_back(id);
+    c.expected = test::parse_ids(line);
     cases.push_back(std::move(c));
   }
   EXPECT_EQ(cases.size(), inputs.size())

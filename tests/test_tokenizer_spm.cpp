@@ -23,51 +23,16 @@
 namespace ariadne {
 namespace {
 
+using test::ids_to_string;
+using test::parse_ids;
+using test::read_text;
+using test::split_inputs;
+
 constexpr const char* kLlamaSpm = "fixtures/vocab/llama.cpp/ggml-vocab-llama-spm.gguf";
 constexpr const char* kPhi3 = "fixtures/vocab/llama.cpp/ggml-vocab-phi-3.gguf";
 constexpr const char* kLlama2Model = "fixtures/vocab/llama2-spm/tokenizer.model";
 constexpr const char* kStories = "fixtures/llama2c/stories260K";
 constexpr const char* kAidreams = "fixtures/llama2c/aidreams260K";
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string ids_to_string(const std::vector<int32_t>& ids) {
-  std::string s;
-  for (int32_t id : ids) {
-    if (!s.empty()) s += ' ';
-    s += std::to_string(id);
-  }
-  return s;
-}
-
-// Splits a .inp file the way llama.cpp's test-tokenizer-0 does: an input ends where
-// "\n__ggml_vocab_test__\n" starts (the newline before the separator belongs to the separator).
-std::vector<std::string> split_inputs(const std::string& raw) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> out;
-  for (size_t pos = 0; pos < raw.size();) {
-    const size_t next = raw.find(sep, pos);
-    if (next == std::string::npos) {
-      out.push_back(raw.substr(pos));
-      break;
-    }
-    out.push_back(raw.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  return out;
-}
-
-std::vector<int32_t> parse_ids(const std::string& line) {
-  std::vector<int32_t> ids;
-  std::istringstream in(line);
-  for (int32_t id; in >> id;) ids.push_back(id);
-  return ids;
-}
 
 Vocab gguf_vocab(const std::string& relative) {
   GgufFile file(test::shared_dir() + "/" + relative);

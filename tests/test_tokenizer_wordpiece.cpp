@@ -17,46 +17,10 @@
 namespace ariadne {
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string ids_to_string(const std::vector<int32_t>& ids) {
-  std::string s;
-  for (int32_t id : ids) {
-    if (!s.empty()) s += ' ';
-    s += std::to_string(id);
-  }
-  return s;
-}
-
-// Splits a .inp file the way llama.cpp's test-tokenizer-0 does: inputs end at "\n__ggml_vocab_test__\n"
-// (the newline before the separator belongs to the separator).
-std::vector<std::string> split_inputs(const std::string& raw) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < raw.size()) {
-    const size_t next = raw.find(sep, pos);
-    if (next == std::string::npos) {
-      out.push_back(raw.substr(pos));
-      break;
-    }
-    out.push_back(raw.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  return out;
-}
-
-std::vector<int32_t> parse_ids(const std::string& line) {
-  std::vector<int32_t> ids;
-  std::istringstream in(line);
-  for (int32_t id; in >> id;) ids.push_back(id);
-  return ids;
-}
+using test::ids_to_string;
+using test::parse_ids;
+using test::read_text;
+using test::split_inputs;
 
 constexpr const char* kBgeVocab = "fixtures/vocab/llama.cpp/ggml-vocab-bert-bge.gguf";
 
