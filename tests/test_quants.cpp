@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quants.h"
 
@@ -628,6 +630,8 @@ struct MatmulCase {
   DType type;
   int64_t n_in, n_out, n_tokens;
   bool bias;
+  bool exact = false;  // MatmulParams::exact
+  float x_scale = 1.0f;
 };
 
 // Weights with unaligned rows and padding between them, x and y with padded strides.
@@ -649,7 +653,7 @@ struct MatmulFixture {
     }
     x_stride = c.n_in + 5;
     y_stride = c.n_out + 3;
-    x = gaussian(rng, static_cast<size_t>(x_stride * c.n_tokens));
+    x = gaussian(rng, static_cast<size_t>(x_stride * c.n_tokens), c.x_scale);
     bias = gaussian(rng, static_cast<size_t>(c.n_out));
   }
 
@@ -667,13 +671,33 @@ struct MatmulFixture {
     p.y = y.data();
     p.y_stride = y_stride;
     p.bias = c.bias ? bias.data() : nullptr;
+    p.exact = c.exact;
     return p;
   }
 };
 
-void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
-  SCOPED_TRACE(fmt::format("{} n_in={} n_out={} n_tokens={} bias={}", dtype_name(c.type), c.n_in, c.n_out,
-                           c.n_tokens, c.bias));
+bool uses_q8_activations(const MatmulCase& c) {
+  return !c.exact &&
+         (c.type == DType::Q8_0 || c.type == DType::Q4_0 || c.type == DType::Q4_K || c.type == DType::Q6_K);
+}
+
+// What the kernels multiply quantized weights with: each 32 values rounded to d * q, d = max|x| / 127,
+// q = nearest (ties to even) of x * (1 / d), written here from that definition; blocks with d below the
+// smallest normal float are zeros.
+std::vector<float> naive_q8_activations(const float* x, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t b = 0; b < n; b += 32) {
+    float amax = 0.0f;
+    for (int64_t j = b; j < b + 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float inv = d >= std::numeric_limits<float>::min() ? 1.0f / d : 0.0f;
+    for (int64_t j = b; j < b + 32; ++j) out[static_cast<size_t>(j)] = std::nearbyint(x[j] * inv) * d;
+  }
+  return out;
+}
+
+// Checks one case on the active instruction-set level.
+void check_matmul_here(const MatmulCase& c, double rel_tol) {
   std::mt19937 rng(static_cast<uint32_t>(c.n_in * 131 + c.n_out * 7 + c.n_tokens + (c.bias ? 1 : 0)));
   const MatmulFixture f(c, rng);
 
@@ -683,6 +707,9 @@ void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
     cpu::matmul(f.params(c, y1), pool);
   }
   for (int64_t t = 0; t < c.n_tokens; ++t) {
+    const float* xt = f.x.data() + t * f.x_stride;
+    const std::vector<float> xq =
+        uses_q8_activations(c) ? naive_q8_activations(xt, c.n_in) : std::vector<float>(xt, xt + c.n_in);
     for (int64_t o = 0; o < f.y_stride; ++o) {
       const float got = y1[t * f.y_stride + o];
       if (o >= c.n_out) {
@@ -691,11 +718,11 @@ void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
       }
       double ref = c.bias ? f.bias[o] : 0.0, mag = std::fabs(ref);
       for (int64_t i = 0; i < c.n_in; ++i) {
-        const double p = static_cast<double>(f.w_deq[o * c.n_in + i]) * f.x[t * f.x_stride + i];
+        const double p = static_cast<double>(f.w_deq[o * c.n_in + i]) * xq[static_cast<size_t>(i)];
         ref += p;
         mag += std::fabs(p);
       }
-      EXPECT_NEAR(got, ref, rel_tol * mag) << t << "," << o;
+      ASSERT_NEAR(got, ref, rel_tol * mag) << t << "," << o;
     }
   }
 
@@ -724,26 +751,73 @@ void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
   }
 }
 
+// Every instruction-set level this machine runs (the scalar one first).
+void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
+  for (cpu::Isa isa : cpu::runnable_isas()) {
+    cpu::ScopedIsa scoped(isa);
+    SCOPED_TRACE(fmt::format("{} {} n_in={} n_out={} n_tokens={} bias={} exact={} x_scale={}",
+                             cpu::isa_name(isa), dtype_name(c.type), c.n_in, c.n_out, c.n_tokens, c.bias,
+                             c.exact, c.x_scale));
+    check_matmul_here(c, rel_tol);
+  }
+}
+
 TEST(Matmul, AllTypesThreadCountsTokensAndBias) {
   for (DType t : kWeightTypes) {
     const int64_t n_in = block_size(t) == 1 ? 77 : 512;
-    for (int64_t n_tokens : {1, 5})
+    for (int64_t n_tokens : {1, 5, 9})
       for (bool bias : {false, true}) check_matmul({t, n_in, 37, n_tokens, bias});
   }
+}
+
+TEST(Matmul, ExactModeComputesWithTheDequantizedWeights) {
+  for (DType t : kQuantTypes)
+    for (int64_t n_tokens : {1, 6}) check_matmul({t, 512, 13, n_tokens, true, /*exact=*/true});
 }
 
 TEST(Matmul, ScalarTypesWithBlockMultipleRows) {
   for (DType t : {DType::F32, DType::F16, DType::BF16}) check_matmul({t, 256, 9, 5, true});
 }
 
-TEST(Matmul, LongRowsUseSeveralScratchTiles) {
-  // 8192 floats per row: a 128 KiB scratch holds 4 rows, so each thread walks several tiles.
+TEST(Matmul, OddLengthsOfFloatRows) {
+  // Tails of every length below the vector widths (8 and 16 lanes).
+  for (int64_t n_in : {1, 7, 8, 15, 16, 17, 31, 33})
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) check_matmul({t, n_in, 6, 5, false});
+}
+
+TEST(Matmul, LargeAndTinyMagnitudes) {
+  // Activations near f32's range edges: 1e30 (products stay finite) and 1e-38 (denormal products).
+  for (float scale : {1e30f, 1e-38f})
+    for (DType t : kWeightTypes) {
+      const int64_t n_in = block_size(t) == 1 ? 40 : 256;
+      check_matmul({t, n_in, 5, 3, false, false, scale});
+    }
+}
+
+TEST(Matmul, LongRowsUseSeveralPanels) {
+  // 8192 values per row: panels of a few rows, so each thread walks several of them.
   check_matmul({DType::F16, 8192, 37, 3, true}, 1e-4);
   check_matmul({DType::Q4_K, 8192, 13, 2, false}, 1e-4);
+  check_matmul({DType::Q8_0, 8192, 45, 5, true}, 1e-4);
 }
 
 TEST(Matmul, FewerRowsThanThreads) {
   check_matmul({DType::Q8_0, 64, 2, 4, true});
+}
+
+TEST(Matmul, IsaOverrideRefusesLevelsAboveTheMachine) {
+  const auto levels = cpu::runnable_isas();
+  ASSERT_FALSE(levels.empty());
+  EXPECT_EQ(levels.front(), cpu::Isa::Scalar);
+  EXPECT_EQ(levels.back(), cpu::best_isa());
+  if (cpu::best_isa() != cpu::Isa::Avx512) {
+    EXPECT_THROW(cpu::ScopedIsa{cpu::Isa::Avx512}, Error);
+  }
+  {
+    cpu::ScopedIsa scalar(cpu::Isa::Scalar);
+    EXPECT_EQ(cpu::active_isa(), cpu::Isa::Scalar);
+  }
+  EXPECT_EQ(cpu::active_isa(), cpu::best_isa());
 }
 
 TEST(Matmul, EmptyShapesDoNothing) {

@@ -4,18 +4,103 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/quants.h"
 
 namespace ariadne::cpu {
 
 namespace {
 
-// Per-thread scratch for dequantized weight rows in the multi-token path: 128 KiB, so a tile of rows stays
-// in L2 while every token of the batch passes over it.
-constexpr int64_t kScratchFloats = 32 * 1024;
+// Rows of one panel are swept by every token group before the next panel: the panel's weights (about
+// kPanelBytes) stay in L2 while the activations stream past.
+constexpr size_t kPanelBytes = 192 * 1024;
 
 const uint8_t* row_ptr(const void* base, size_t stride, int64_t row) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(row) * stride;
+}
+
+const gemm::Kernels& level_kernels(Isa isa) {
+#if defined(ARIADNE_HAVE_X86_KERNELS)
+  if (isa == Isa::Avx512) return gemm::avx512_kernels();
+  if (isa == Isa::Avx2) return gemm::avx2_kernels();
+#endif
+  (void)isa;
+  return gemm::scalar_kernels();
+}
+
+gemm::TileFn tile_fn(const gemm::Kernels& k, DType t) {
+  switch (t) {
+    case DType::F32:
+      return k.f32;
+    case DType::F16:
+      return k.f16;
+    case DType::BF16:
+      return k.bf16;
+    case DType::Q8_0:
+      return k.q8_0;
+    case DType::Q4_0:
+      return k.q4_0;
+    case DType::Q4_K:
+      return k.q4_k;
+    case DType::Q6_K:
+      return k.q6_k;
+    default:
+      return nullptr;
+  }
+}
+
+// The kernel of the active level, or the scalar one where the level has none.
+gemm::TileFn pick(DType t) {
+  gemm::TileFn fn = tile_fn(level_kernels(active_isa()), t);
+  return fn != nullptr ? fn : tile_fn(gemm::scalar_kernels(), t);
+}
+
+bool is_integer_type(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
+}
+
+// Rows [begin, end) of W (stride w_stride) times all tokens of x, into y, in panels of panel_rows rows.
+// prepare(first_row, rows) may replace the weights of a panel (exact mode dequantizes them) and returns
+// the rows to use and their stride.
+struct Sweep {
+  gemm::TileFn fn;
+  const void* x;
+  size_t x_stride;
+  int64_t n_tokens, n_in;
+  float* y;
+  int64_t y_stride;
+  const float* bias;
+
+  void panel(const uint8_t* w, size_t w_stride, int64_t first_row, int64_t rows) const {
+    // One token reads each weight once: single rows keep that a single sequential stream, which the
+    // prefetchers follow best. Several tokens reuse each loaded row across the tile's columns.
+    const int64_t tile_rows = n_tokens == 1 ? 1 : gemm::kMaxRows;
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += gemm::kMaxCols) {
+      const int cols = static_cast<int>(std::min<int64_t>(gemm::kMaxCols, n_tokens - t0));
+      for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
+        gemm::Tile tile;
+        tile.w = w + static_cast<size_t>(r0) * w_stride;
+        tile.w_stride = w_stride;
+        tile.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - r0));
+        tile.x = static_cast<const uint8_t*>(x) + static_cast<size_t>(t0) * x_stride;
+        tile.x_stride = x_stride;
+        tile.cols = cols;
+        tile.n = n_in;
+        tile.y = y + t0 * y_stride + first_row + r0;
+        tile.y_stride = y_stride;
+        fn(tile);
+      }
+    }
+    if (bias == nullptr) return;
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) y[t * y_stride + first_row + r] += bias[first_row + r];
+  }
+};
+
+int64_t panel_rows(size_t row_size) {
+  const int64_t rows = static_cast<int64_t>(kPanelBytes / std::max<size_t>(row_size, 1));
+  return std::max<int64_t>(gemm::kMaxRows, rows / gemm::kMaxRows * gemm::kMaxRows);
 }
 
 }  // namespace
@@ -38,40 +123,52 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
                 fmt::format("matmul: x_stride {} < n_in {} or y_stride {} < n_out {}", p.x_stride, p.n_in,
                             p.y_stride, p.n_out));
 
-  const RowKernels& kernels = row_kernels(p.w_type);
   const int64_t n_in = p.n_in;
+  const size_t x_stride_bytes = static_cast<size_t>(p.x_stride) * sizeof(float);
+  Sweep sweep{nullptr, p.x, x_stride_bytes, p.n_tokens, n_in, p.y, p.y_stride, p.bias};
 
-  if (p.n_tokens == 1) {
-    // Decode: memory-bound, each weight row is read once and dotted straight from its blocks.
+  if (is_integer_type(p.w_type) && !p.exact) {
+    // Quantize every token's activations once, then integer tiles.
+    const int64_t blocks = n_in / 32;
+    std::vector<gemm::Q8Block> xq(static_cast<size_t>(p.n_tokens * blocks));
+    const gemm::Kernels& level = level_kernels(active_isa());
+    pool.parallel_for(p.n_tokens, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        level.quantize_q8(p.x + t * p.x_stride, xq.data() + t * blocks, n_in);
+    });
+    sweep.fn = pick(p.w_type);
+    sweep.x = xq.data();
+    sweep.x_stride = static_cast<size_t>(blocks) * sizeof(gemm::Q8Block);
+    const int64_t panel = panel_rows(row_bytes(p.w_type, n_in));
     pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
-        float sum = kernels.dot(row_ptr(p.w, p.w_row_stride, o), p.x, n_in);
-        if (p.bias) sum += p.bias[o];
-        p.y[o] = sum;
-      }
+      for (int64_t r0 = begin; r0 < end; r0 += panel)
+        sweep.panel(row_ptr(p.w, p.w_row_stride, r0), p.w_row_stride, r0, std::min(panel, end - r0));
     });
     return;
   }
 
-  // Prefill: dequantize a tile of rows once into f32 scratch and reuse it for every token. dot_f32 over a
-  // dequantized row equals kernels.dot over the packed row bit for bit, so both paths agree.
+  if (!is_integer_type(p.w_type)) {
+    sweep.fn = pick(p.w_type);
+    const int64_t panel = panel_rows(row_bytes(p.w_type, n_in));
+    pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
+      for (int64_t r0 = begin; r0 < end; r0 += panel)
+        sweep.panel(row_ptr(p.w, p.w_row_stride, r0), p.w_row_stride, r0, std::min(panel, end - r0));
+    });
+    return;
+  }
+
+  // Exact mode for quantized weights: each panel is dequantized to f32 scratch, then f32 tiles.
+  sweep.fn = pick(DType::F32);
+  const RowKernels& kernels = row_kernels(p.w_type);
+  const size_t f32_row = static_cast<size_t>(n_in) * sizeof(float);
+  const int64_t panel = panel_rows(f32_row);
   pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
-    const int64_t tile_rows =
-        std::clamp<int64_t>(kScratchFloats / std::max<int64_t>(n_in, 1), 1, end - begin);
-    std::vector<float> scratch(static_cast<size_t>(tile_rows * n_in));  // [tile_rows][n_in]
-    for (int64_t r0 = begin; r0 < end; r0 += tile_rows) {
-      const int64_t rows = std::min(tile_rows, end - r0);
+    std::vector<float> scratch(static_cast<size_t>(std::min(panel, end - begin) * n_in));
+    for (int64_t r0 = begin; r0 < end; r0 += panel) {
+      const int64_t rows = std::min(panel, end - r0);
       for (int64_t r = 0; r < rows; ++r)
         kernels.dequantize(row_ptr(p.w, p.w_row_stride, r0 + r), scratch.data() + r * n_in, n_in);
-      for (int64_t t = 0; t < p.n_tokens; ++t) {
-        const float* x = p.x + t * p.x_stride;
-        float* y = p.y + t * p.y_stride;
-        for (int64_t r = 0; r < rows; ++r) {
-          float sum = dot_f32(scratch.data() + r * n_in, x, n_in);
-          if (p.bias) sum += p.bias[r0 + r];
-          y[r0 + r] = sum;
-        }
-      }
+      sweep.panel(reinterpret_cast<const uint8_t*>(scratch.data()), f32_row, r0, rows);
     }
   });
 }

@@ -21,12 +21,18 @@ struct MatmulParams {
   float* y = nullptr;           // [n_tokens][y_stride], first n_out written, the rest untouched
   int64_t y_stride = 0;         // floats between token rows (>= n_out when n_tokens > 1)
   const float* bias = nullptr;  // [n_out] or null
+  // Quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) normally meet activations rounded to 8 bits per 32 values
+  // (integer dot products, as llama.cpp does). exact = true dequantizes the weights to f32 instead and
+  // computes in f32 like the float types: slower, but equal to the dequantized model's arithmetic.
+  bool exact = false;
 };
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens, o < n_out.
-// Parallel over output rows; each output is reduced in the fixed order of dot_f32 (quants.h), so y is
-// bit-identical for any thread count and for any n_tokens (a token alone or in a batch gives the same
-// row). Bad params (sizes, strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or bias.
+// Vectorised for the active instruction-set level (isa.h); tiles of up to 4 rows x 4 tokens, parallel over
+// rows. Every output is reduced in an order fixed by n_in alone, so y is bit-identical for any thread count
+// and for any n_tokens (a token alone or in a batch gives the same row) at a given level; levels agree
+// within rounding. Bad params (sizes, strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or
+// bias.
 void matmul(const MatmulParams& p, ThreadPool& pool);
 
 // dst[r][c] = W[r][c] as f32 for r < n_rows, c < n_cols; dst: [n_rows][n_cols], contiguous. Source rows

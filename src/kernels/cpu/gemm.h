@@ -1,0 +1,68 @@
+// Inner kernels of matmul (matmul.h), one set per instruction-set level (isa.h). Internal to kernels/cpu:
+// plain declarations only, so the per-level files can include it (see the rule in isa.h).
+//
+// A kernel computes one tile of at most kMaxRows weight rows x kMaxCols tokens. Every output of a tile is
+// accumulated with its own registers, in an order fixed by the row length alone, so an output never depends
+// on the tile shape it was computed in: a token decoded alone equals the same token inside a prefill batch,
+// bit for bit, and threads only decide which tiles they take.
+//
+// Two kinds of activations:
+//  - f32 rows, for F32/F16/BF16 weights, and for every type in exact mode (quantized rows are then
+//    dequantized to f32 first, see matmul.cpp);
+//  - Q8 blocks (below), for Q8_0/Q4_0/Q4_K/Q6_K weights: integer dot products per 32 values, the way
+//    llama.cpp wins its speed; the activations are rounded to 8 bits per 32-value block.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ariadne::cpu::gemm {
+
+constexpr int kMaxRows = 4;
+constexpr int kMaxCols = 4;
+
+// 32 activations quantized symmetrically: x[i] ~ d * q[i], q in [-127, 127] (d = max|x| / 127, q rounded
+// to nearest, ties to even). sum[0] / sum[1]: sums of q over the first / second 16 values (the K-quants
+// need them per 16 or 32 values to apply their offsets). A block whose d is below kMinScale (the smallest
+// normal float, so max|x| < 1.5e-36) gets q = 0: 1/d would overflow.
+constexpr float kMinScale = 1.17549435e-38f;  // FLT_MIN
+
+struct Q8Block {
+  float d;
+  int16_t sum[2];
+  int8_t q[32];
+};
+static_assert(sizeof(Q8Block) == 40, "Q8Block must stay packed");
+
+struct Tile {
+  const uint8_t* w;  // first weight row (packed type, may be unaligned)
+  size_t w_stride;   // bytes between weight rows
+  int rows;          // 1..kMaxRows
+  const void* x;     // first token: f32 [n] or Q8Block [n/32]
+  size_t x_stride;   // bytes between tokens
+  int cols;          // 1..kMaxCols
+  int64_t n;         // row length in values (a multiple of the weight type's block)
+  float* y;          // y[c * y_stride + r] receives the dot product of row r and token c
+  int64_t y_stride;
+};
+
+using TileFn = void (*)(const Tile&);
+
+// The kernels of one level. A null entry means "not vectorised at this level": matmul.cpp then uses the
+// scalar one (same results up to rounding).
+struct Kernels {
+  TileFn f32;   // w f32, x f32
+  TileFn f16;   // w f16, x f32
+  TileFn bf16;  // w bf16, x f32
+  TileFn q8_0;  // w Q8_0, x Q8Block
+  TileFn q4_0;
+  TileFn q4_k;
+  TileFn q6_k;
+  void (*quantize_q8)(const float* x, Q8Block* out, int64_t n);  // n a multiple of 32
+};
+
+const Kernels& scalar_kernels();
+const Kernels& avx2_kernels();    // only linked on x86-64 (ARIADNE_HAVE_X86_KERNELS)
+const Kernels& avx512_kernels();  // idem
+
+}  // namespace ariadne::cpu::gemm
