@@ -7,35 +7,52 @@
 
 namespace ariadne {
 
+namespace {
+
+// Spin iterations before sleeping: with a pause instruction each, some tens of microseconds.
+constexpr int kSpin = 4000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Waits until value != old: spins kSpin times, then sleeps.
+template <typename T>
+T wait_while_equal(const std::atomic<T>& value, T old) {
+  for (int i = 0; i < kSpin; ++i) {
+    const T now = value.load(std::memory_order_acquire);
+    if (now != old) return now;
+    cpu_relax();
+  }
+  for (;;) {
+    value.wait(old, std::memory_order_acquire);
+    const T now = value.load(std::memory_order_acquire);
+    if (now != old) return now;
+  }
+}
+
+}  // namespace
+
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  start_cv_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
 void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-    }
-    (*job)(index);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    seen = wait_while_equal(generation_, seen);
+    if (stop_.load(std::memory_order_relaxed)) return;
+    (*job_)(index);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 
@@ -46,28 +63,23 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
   }
   // Exceptions thrown on workers are captured and rethrown here, so a failing op never kills a thread.
   std::exception_ptr error;
-  std::mutex error_mutex;
+  std::atomic_flag error_set;
   const std::function<void(int)> guarded = [&](int i) {
     try {
       fn(i);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
+      if (!error_set.test_and_set()) error = std::current_exception();
     }
   };
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &guarded;
-    pending_ = n_threads_ - 1;
-    ++generation_;
-  }
-  start_cv_.notify_all();
+  job_ = &guarded;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   guarded(0);
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
-    job_ = nullptr;
-  }
+  for (int left = pending_.load(std::memory_order_acquire); left != 0;
+       left = pending_.load(std::memory_order_acquire))
+    wait_while_equal(pending_, left);
+  job_ = nullptr;
   if (error) std::rethrow_exception(error);
 }
 

@@ -3,10 +3,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -34,13 +32,14 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
+  // A run publishes job_, sets pending_ and bumps generation_; workers spin briefly on generation_ (a
+  // decode step runs hundreds of short parallel ops, so waking a sleeping thread each time would cost more
+  // than the op), then sleep on it (std::atomic wait, a futex on Linux). The caller waits on pending_ the
+  // same way.
   const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint32_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace ariadne
