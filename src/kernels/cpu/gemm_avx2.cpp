@@ -98,84 +98,14 @@ void float_tile(const Tile& t) {
   }
 }
 
-// --- Integer weights with Q8 activations: one 32-value block per 256-bit VNNI dot product ----------------
+// --- Integer weights with Q8 activations -----------------------------------------------------------------
 
-// Q8_0: w * x = |w| * (x with w's sign), so the unsigned x signed byte product applies; |w| <= 128 and
-// |x| <= 127 keep maddubs' 16-bit pair sums below saturation.
-template <int R, int C>
-void q8_0_tile(const Tile& t) {
-  constexpr size_t kBytes = 34;
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  const Q8Block* x[C];
-  for (int c = 0; c < C; ++c) x[c] = token<Q8Block>(t, c);
-  const __m256i ones = _mm256_set1_epi16(1);
-  const int64_t nb = t.n / 32;
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i wq[R], wabs[R];
-    float dw[R];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* block = row(t, r) + b * kBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchBytes), _MM_HINT_T0);
-      wq[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-      wabs[r] = _mm256_abs_epi8(wq[r]);
-      dw[r] = load_f16(block);
-    }
-    for (int c = 0; c < C; ++c) {
-      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c][b].q));
-      const float dx = x[c][b].d;
-      for (int r = 0; r < R; ++r) {
-        const __m256i dot =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(xq, wq[r])), ones);
-        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[r] * dx), acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) t.y[c * t.y_stride + r] = hsum(acc[r][c]);
+// unsigned x signed 8-bit products summed per 32-bit lane: pairs into 16 bits (maddubs), then into 32.
+inline __m256i dot_u8s8(__m256i u, __m256i s, __m256i init) {
+  return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
 
-// 32 nibbles of one Q4_0 block (or one Q4_K sub-block pair) as bytes 0..15: low nibbles first.
-inline __m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), mask), _mm_and_si128(b, mask));
-}
-
-// Q4_0: sum((nibble - 8) * x) = dot(nibble, x) - 8 * sum(x); the correction starts lane 0.
-template <int R, int C>
-void q4_0_tile(const Tile& t) {
-  constexpr size_t kBytes = 18;
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  const Q8Block* x[C];
-  for (int c = 0; c < C; ++c) x[c] = token<Q8Block>(t, c);
-  const __m256i ones = _mm256_set1_epi16(1);
-  const int64_t nb = t.n / 32;
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i wq[R];
-    float dw[R];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* block = row(t, r) + b * kBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchBytes), _MM_HINT_T0);
-      wq[r] = unpack_nibbles(block + 2);
-      dw[r] = load_f16(block);
-    }
-    for (int c = 0; c < C; ++c) {
-      const Q8Block& xb = x[c][b];
-      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
-      const __m256i init = _mm256_setr_epi32(-8 * (xb.sum[0] + xb.sum[1]), 0, 0, 0, 0, 0, 0, 0);
-      for (int r = 0; r < R; ++r) {
-        const __m256i dot = _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], xq), ones));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[r] * xb.d), acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) t.y[c * t.y_stride + r] = hsum(acc[r][c]);
-}
+#include "kernels/cpu/gemm_int_tiles.inc"
 
 // --- Activation quantization: bit-identical to the scalar quantize_q8 (same products, nearest-even) -------
 
@@ -209,20 +139,6 @@ void quantize_q8(const float* x, Q8Block* out, int64_t n) {
   }
 }
 
-// --- Dispatch on the tile shape ---------------------------------------------------------------------------
-
-template <template <int, int> class K>
-void dispatch(const Tile& t) {
-  using Fn = void (*)(const Tile&);
-  static constexpr Fn table[kMaxRows][kMaxCols] = {
-      {K<1, 1>::run, K<1, 2>::run, K<1, 3>::run, K<1, 4>::run},
-      {K<2, 1>::run, K<2, 2>::run, K<2, 3>::run, K<2, 4>::run},
-      {K<3, 1>::run, K<3, 2>::run, K<3, 3>::run, K<3, 4>::run},
-      {K<4, 1>::run, K<4, 2>::run, K<4, 3>::run, K<4, 4>::run},
-  };
-  table[t.rows - 1][t.cols - 1](t);
-}
-
 template <int R, int C>
 struct F32K {
   static void run(const Tile& t) { float_tile<F32Row, R, C>(t); }
@@ -235,20 +151,12 @@ template <int R, int C>
 struct BF16K {
   static void run(const Tile& t) { float_tile<BF16Row, R, C>(t); }
 };
-template <int R, int C>
-struct Q8_0K {
-  static void run(const Tile& t) { q8_0_tile<R, C>(t); }
-};
-template <int R, int C>
-struct Q4_0K {
-  static void run(const Tile& t) { q4_0_tile<R, C>(t); }
-};
 
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels kernels{dispatch<F32K>,  dispatch<F16K>, dispatch<BF16K>, dispatch<Q8_0K>,
-                               dispatch<Q4_0K>, nullptr,        nullptr,         quantize_q8};
+  static const Kernels kernels{dispatch<F32K>,  dispatch<F16K>,  dispatch<BF16K>, dispatch<Q8_0K>,
+                               dispatch<Q4_0K>, dispatch<Q4_KK>, dispatch<Q6_KK>, quantize_q8};
   return kernels;
 }
 
