@@ -408,6 +408,40 @@ TEST(RunCliChat, LaterTurnsContinueTheRenderedConversation) {
   EXPECT_NE(no_template.err.find("--chat-template-family"), std::string::npos) << no_template.err;
 }
 
+// --ids-file: prompt ids from a file (a JSON array as `ariadne tokenize` prints, or ids separated by commas
+// or whitespace), for prompts longer than one command-line argument may be.
+TEST(RunCliStories, IdsFileIsTheSameAsIds) {
+  ARIADNE_REQUIRE_SHARED(kStoriesDir);
+  test::TempDir tmp;
+  auto write = [&](const std::string& name, const std::string& text) {
+    test::write_bytes(tmp.file(name), std::vector<uint8_t>(text.begin(), text.end()));
+    return tmp.file(name);
+  };
+  const std::string flags = " --temp 0 -n 12";
+  const CliResult ids = run_cli(stories_args() + "--ids 1,385,328,432" + flags);
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  for (const char* content : {"[1, 385, 328, 432]\n", "1 385\n328,432", " [1,385,328,432] "}) {
+    SCOPED_TRACE(content);
+    const CliResult r = run_cli(stories_args() + "--ids-file " + write("ids", content) + flags);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, ids.out);
+  }
+  const struct {
+    std::string content;
+    std::string message;
+  } bad[] = {{"[1, 2", "']'"}, {"1,x,3", "'x'"}, {"", "no token ids"}, {"1,600", "600"}};
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.content);
+    const CliResult r = run_cli(stories_args() + "--ids-file " + write("bad", b.content) + flags);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
+  }
+  const CliResult missing = run_cli(stories_args() + "--ids-file /nonexistent/ids.json");
+  EXPECT_NE(missing.err.find("/nonexistent/ids.json"), std::string::npos) << missing.err;
+  const CliResult two = run_cli(stories_args() + "--ids 1 --ids-file " + write("ids", "1"));
+  EXPECT_NE(two.err.find("exactly one prompt"), std::string::npos) << two.err;
+}
+
 // --- Hugging Face fixtures: ids in, ids out (they carry no tokenizer). ---
 
 class RunCliHf : public ::testing::TestWithParam<std::string> {};

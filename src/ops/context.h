@@ -16,6 +16,9 @@ using Observer =
 struct Context {
   ThreadPool& pool;
   Observer observer;  // empty: nothing observed
+  // Quantized weights meet f32 activations instead of 8-bit ones (cpu::MatmulParams::exact): slower, equal
+  // to the dequantized model's arithmetic.
+  bool exact_matmul = false;
 
   void observe(const char* name, int layer, const float* data, int64_t n_rows, int64_t n_cols) const {
     if (observer) observer(name, layer, data, n_rows, n_cols);

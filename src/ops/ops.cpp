@@ -22,6 +22,7 @@ void linear(const Context& ctx, const TensorView& w, const float* bias, const fl
   p.y = y;
   p.y_stride = w.rows();
   p.bias = bias;
+  p.exact = ctx.exact_matmul;
   cpu::matmul(p, ctx.pool);
 }
 

@@ -59,22 +59,31 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// The ids that end generation: the vocabulary's EOS and EOT, the model config's EOS; those in range.
-std::vector<int32_t> end_of_generation_ids(const Session& session, const Tokenizer* tokenizer) {
-  const int64_t n_vocab = session.model().config().n_vocab;
+}  // namespace
+
+std::vector<int32_t> end_of_generation_ids(const ModelConfig& config, const Vocab* vocab) {
   std::vector<int32_t> ids;
   auto add = [&](int32_t id) {
-    if (id >= 0 && id < n_vocab && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    if (id >= 0 && id < config.n_vocab && std::find(ids.begin(), ids.end(), id) == ids.end())
+      ids.push_back(id);
   };
-  if (tokenizer != nullptr) {
-    add(tokenizer->vocab().eos_id);
-    add(tokenizer->vocab().eot_id);
+  if (vocab != nullptr) {
+    add(vocab->eos_id);
+    add(vocab->eot_id);
   }
-  add(session.model().config().eos_id);
+  add(config.eos_id);
   return ids;
 }
 
-}  // namespace
+SamplerParams generation_sampler_params(SamplerParams params, const ModelConfig& config, const Vocab* vocab,
+                                        bool ignore_eos) {
+  if (ignore_eos)
+    for (int32_t id : end_of_generation_ids(config, vocab)) params.logit_bias.emplace_back(id, -INFINITY);
+  if (vocab != nullptr)
+    for (int32_t id = std::max(vocab->size(), 0); id < config.n_vocab; ++id)
+      params.logit_bias.emplace_back(id, -INFINITY);
+  return params;
+}
 
 GenerationResult generate(Session& session, const Tokenizer* tokenizer, std::span<const int32_t> prompt,
                           const GenerationOptions& options) {
@@ -102,15 +111,12 @@ GenerationResult generate(Session& session, const Tokenizer* tokenizer, std::spa
          n_prompt, room, session.n_ctx(), session.n_past());
   }
 
-  const std::vector<int32_t> eog = end_of_generation_ids(session, tokenizer);
-  SamplerParams params = options.sampler;
-  if (options.ignore_eos)
-    for (int32_t id : eog) params.logit_bias.emplace_back(id, -INFINITY);
+  const Vocab* vocab = tokenizer != nullptr ? &tokenizer->vocab() : nullptr;
+  const std::vector<int32_t> eog = end_of_generation_ids(session.model().config(), vocab);
   const int32_t n_decodable = tokenizer != nullptr ? tokenizer->vocab().size() : 0;
-  if (tokenizer != nullptr)
-    for (int32_t id = std::max(n_decodable, 0); id < n_vocab; ++id)
-      params.logit_bias.emplace_back(id, -INFINITY);
-  Sampler sampler(std::move(params), static_cast<int32_t>(n_vocab));
+  Sampler sampler(
+      generation_sampler_params(options.sampler, session.model().config(), vocab, options.ignore_eos),
+      static_cast<int32_t>(n_vocab));
   for (int32_t id : prompt) sampler.accept(id);
 
   GenerationResult result;

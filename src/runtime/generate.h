@@ -60,6 +60,16 @@ struct GenerationResult {
   double decode_seconds = 0.0;  // sampling and evaluating the generated tokens
 };
 
+// The ids that end generation: the vocabulary's EOS and EOT (vocab may be null) and the config's EOS, those
+// inside [0, config.n_vocab), without repeats.
+std::vector<int32_t> end_of_generation_ids(const ModelConfig& config, const Vocab* vocab);
+
+// The sampler parameters generation uses: params with -infinity biases appended for the end-of-generation
+// ids when ignore_eos, and, with a vocabulary, for every id the tokenizer cannot decode (model rows past the
+// vocabulary's size).
+SamplerParams generation_sampler_params(SamplerParams params, const ModelConfig& config, const Vocab* vocab,
+                                        bool ignore_eos);
+
 // Generates a continuation of prompt, appended to whatever the session already holds (positions
 // session.n_past() onwards). tokenizer may be null (ids-only: no text, no stop strings). Throws Error
 // before evaluating anything when the prompt is empty, holds an id outside the model's vocabulary, or

@@ -57,6 +57,19 @@ void KvCache::clear() {
   for (Head& h : heads_) h = Head{};
 }
 
+void KvCache::truncate(int64_t n_positions) {
+  std::vector<int64_t> keep;
+  for (int64_t l = 0; l < options_.n_layer; ++l) {
+    for (int64_t g = 0; g < options_.n_kv_heads; ++g) {
+      const Head& h = head(l, g);
+      keep.clear();
+      for (int64_t j = 0; j < h.n; ++j)
+        if (h.positions[static_cast<size_t>(j)] < n_positions) keep.push_back(j);
+      if (static_cast<int64_t>(keep.size()) != h.n) compact(l, g, keep);
+    }
+  }
+}
+
 void KvCache::reserve(Head& h, int64_t n) {
   const int64_t blocks = blocks_for(n, options_.block_size);
   const size_t block_bytes = static_cast<size_t>(options_.block_size) * row_bytes_;

@@ -77,6 +77,10 @@ class KvCache : public ops::KvMemory {
   int64_t size(int64_t layer, int64_t kv_head) const { return head(layer, kv_head).n; }
   uint64_t bytes() const;  // held now
   void clear();            // drops every entry and frees every block
+  // Drops every entry at position >= n_positions in every head (what a chat does when the re-rendered
+  // conversation departs from what is cached) and frees the blocks no longer needed. Entries a policy kept
+  // for earlier positions stay as the policy left them.
+  void truncate(int64_t n_positions);
 
   // For policies: one head's entries.
   const int32_t* positions(int64_t layer, int64_t kv_head) const {

@@ -47,6 +47,13 @@ void Session::clear() {
   n_past_ = 0;
 }
 
+void Session::truncate(int64_t n_keep) {
+  if (n_keep < 0 || n_keep > n_past_)
+    fail("cannot keep {} tokens of a session that holds {} (expected 0 to {})", n_keep, n_past_, n_past_);
+  kv_->truncate(n_keep);
+  n_past_ = n_keep;
+}
+
 std::vector<float> Session::eval(std::span<const int32_t> ids, bool all_logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t n_vocab = model_->config().n_vocab;

@@ -30,6 +30,9 @@ class Session {
 
   // Forgets every cached token (the next eval starts at position 0).
   void clear();
+  // Keeps the first n_keep positions (0 <= n_keep <= n_past()) and forgets the rest: the next eval starts at
+  // position n_keep, as if only those tokens had been evaluated.
+  void truncate(int64_t n_keep);
 
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return kv_->options().n_ctx; }

@@ -1,19 +1,198 @@
 /* The public C API, used from a C translation unit: load stories260K with its tokenizer, tokenize the
  * prompt of ../shared/fixtures/llama2c/stories260K/reference_greedy.json, prefill, decode greedily step by
- * step through the sampler, and compare with the reference run's tokens; cache statistics; errors.
- * Exit code 77 (ctest: skipped) when ../shared is absent. */
+ * step through the sampler, and compare with the reference run's tokens; cache statistics; errors. Then
+ * every other function: detokenizing, chat templates, memory estimates, prefill progress and cancelling,
+ * truncation, timings, sampler parameters (biases, ignore_eos, validation, reset), and the text stream with
+ * stop strings. Exit code 77 (ctest: skipped) when ../shared is absent. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ariadne/ariadne.h"
 
-#define CHECK(cond)                                                    \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      return 1;                                                        \
-    }                                                                  \
+      return 1;                                                                \
+    }                                                                          \
   } while (0)
+
+/* Progress callback: records the calls; stops after `stop_after` calls when that is > 0. */
+typedef struct progress_log {
+  int32_t done[16];
+  int32_t total;
+  int calls;
+  int stop_after;
+} progress_log;
+
+static bool on_progress(int32_t done, int32_t total, void* user) {
+  progress_log* log = (progress_log*)user;
+  if (log->calls < 16) log->done[log->calls] = done;
+  log->total = total;
+  ++log->calls;
+  return log->stop_after <= 0 || log->calls < log->stop_after;
+}
+
+/* Everything past load / tokenize / prefill / decode / sample, on the same model. */
+static int test_more(ariadne_model* model, const int32_t* prompt, int32_t n_prompt) {
+  ariadne_error err;
+  char text[4096];
+
+  /* Tokenizer facts and detokenizing. */
+  CHECK(ariadne_model_has_tokenizer(model));
+  CHECK(strcmp(ariadne_model_tokenizer_error(model), "") == 0);
+  CHECK(ariadne_model_n_tokens(model) == 512);
+  CHECK(strcmp(ariadne_token_text(model, 1), "<s>") == 0);
+  CHECK(ariadne_token_text(model, 512) == NULL && ariadne_token_text(model, -1) == NULL);
+  CHECK(ariadne_model_eos(model) == 2 && ariadne_model_is_end_of_generation(model, 2));
+  CHECK(!ariadne_model_is_end_of_generation(model, 376));
+  const int32_t little_girl[] = {376, 298, 315, 421};
+  CHECK(ariadne_detokenize(model, little_girl, 4, false, text, sizeof text, &err) == 11);
+  CHECK(memcmp(text, "little girl", 11) == 0); /* as a whole text: Spm drops the leading space */
+  CHECK(ariadne_detokenize(model, little_girl, 4, false, text, 3, &err) == 11); /* reports the need */
+  CHECK(ariadne_detokenize(model, little_girl, -1, false, text, sizeof text, &err) == -1);
+
+  /* Chat templates: stories260K has none of its own; llama2's renders [INST] with the model's <s>. */
+  CHECK(ariadne_model_chat_template(model) == NULL);
+  const char* llama2 = ariadne_chat_builtin_template("llama2", &err);
+  CHECK(llama2 != NULL && strstr(llama2, "[INST]") != NULL);
+  CHECK(ariadne_chat_builtin_template("nope", &err) == NULL && strstr(err.message, "llama3") != NULL);
+  ariadne_chat_message messages[2] = {{"system", "Be brief."}, {"user", "Hi"}};
+  int32_t n_text = ariadne_chat_apply_template(model, llama2, messages, 2, true, text, sizeof text - 1, &err);
+  CHECK(n_text > 0 && n_text < (int32_t)sizeof text);
+  text[n_text] = '\0';
+  CHECK(strncmp(text, "<s>[INST] ", 10) == 0 && strstr(text, "Be brief.") != NULL &&
+        strstr(text, "Hi [/INST]") != NULL);
+  CHECK(ariadne_chat_apply_template(model, NULL, messages, 2, true, text, sizeof text, &err) == -1);
+  CHECK(strstr(err.message, "no chat template") != NULL);
+
+  /* Memory: the estimate is made before any session; the KV part is the full cache of n_ctx tokens. */
+  ariadne_session_params sp = {0};
+  sp.n_ctx = 24;
+  sp.n_threads = 1;
+  sp.n_batch = 3;
+  ariadne_memory_estimate mem;
+  CHECK(ariadne_estimate_memory(model, &sp, &mem, &err) == 0);
+  CHECK(mem.n_ctx == 24 && mem.weights > 0 && mem.kv > 0 && mem.activations > 0);
+  CHECK(mem.total == mem.weights + mem.kv + mem.activations);
+  ariadne_session* session = ariadne_session_create(model, &sp, &err);
+  CHECK(session != NULL);
+  CHECK(ariadne_session_n_ctx(session) == 24);
+  CHECK(ariadne_session_cache_stats(session).bytes_capacity == mem.kv);
+  CHECK(ariadne_peak_resident_bytes() > 0);
+
+  /* Prefill in chunks of n_batch = 3 with progress: 3, 6, 8 of 8. */
+  progress_log log = {{0}, 0, 0, 0};
+  CHECK(ariadne_session_prefill_with_progress(session, prompt, n_prompt, on_progress, &log, &err) == 0);
+  CHECK(log.calls == 3 && log.done[0] == 3 && log.done[1] == 6 && log.done[2] == 8 && log.total == 8);
+  CHECK(ariadne_session_n_past(session) == 8);
+  CHECK(memcmp(ariadne_session_tokens(session), prompt, sizeof(int32_t) * 8) == 0);
+  ariadne_timings t = ariadne_session_timings(session);
+  CHECK(t.n_prefill == 8 && t.n_decode == 0 && t.prefill_seconds > 0);
+
+  /* Greedy through the sampler; the logits after the prompt are kept to compare with. */
+  ariadne_sampler_params greedy = ariadne_sampler_default_params();
+  greedy.temperature = 0.0f;
+  ariadne_sampler* sampler = ariadne_sampler_create(model, &greedy, &err);
+  CHECK(sampler != NULL && ariadne_sampler_seed(sampler) == 42);
+  float first[512];
+  memcpy(first, ariadne_session_logits(session), sizeof first);
+  CHECK(ariadne_sampler_sample(sampler, first, &err) == 376);
+  CHECK(ariadne_session_decode(session, 376, &err) == 0);
+  CHECK(ariadne_session_decode(session, 298, &err) == 0);
+  t = ariadne_session_timings(session);
+  CHECK(t.n_prefill == 8 && t.n_decode == 2 && t.decode_seconds > 0);
+  ariadne_session_reset_timings(session);
+  CHECK(ariadne_session_timings(session).n_prefill == 0 && ariadne_session_timings(session).n_decode == 0);
+
+  /* Truncate back to the prompt minus its last token, and feed that token again: the same logits. */
+  CHECK(ariadne_session_truncate(session, 7, &err) == 0);
+  CHECK(ariadne_session_n_past(session) == 7 && ariadne_session_logits(session) == NULL);
+  CHECK(ariadne_session_cache_stats(session).entries == 7 * 5 * 4);
+  CHECK(ariadne_session_truncate(session, 9, &err) == -1 && strstr(err.message, "9") != NULL);
+  CHECK(ariadne_session_decode(session, prompt[7], &err) == 0);
+  CHECK(memcmp(ariadne_session_logits(session), first, sizeof first) == 0);
+
+  /* Cancelling: the chunks done stay. */
+  ariadne_session_clear(session);
+  progress_log stop = {{0}, 0, 0, 2};
+  CHECK(ariadne_session_prefill_with_progress(session, prompt, n_prompt, on_progress, &stop, &err) == -1);
+  CHECK(strstr(err.message, "cancelled") != NULL && stop.calls == 2);
+  CHECK(ariadne_session_n_past(session) == 6);
+  CHECK(ariadne_session_timings(session).n_prefill == 6);
+
+  /* Sampler parameters: validation names the flag; a bias makes EOS the choice, ignore_eos bans it. */
+  ariadne_sampler_params bad = ariadne_sampler_default_params();
+  bad.top_p = 2.0f;
+  CHECK(ariadne_sampler_params_validate(&bad, &err) == -1 && strstr(err.message, "--top-p") != NULL);
+  CHECK(ariadne_sampler_params_validate(&greedy, &err) == 0);
+  ariadne_logit_bias to_eos = {2, 1000.0f};
+  ariadne_sampler_params biased = greedy;
+  biased.logit_bias = &to_eos;
+  biased.n_logit_bias = 1;
+  ariadne_sampler* eos_sampler = ariadne_sampler_create(model, &biased, &err);
+  CHECK(eos_sampler != NULL && ariadne_sampler_sample(eos_sampler, first, &err) == 2);
+  biased.ignore_eos = true;
+  ariadne_sampler* no_eos = ariadne_sampler_create(model, &biased, &err);
+  CHECK(no_eos != NULL && ariadne_sampler_sample(no_eos, first, &err) == 376);
+  ariadne_logit_bias outside = {700, 1.0f};
+  biased.logit_bias = &outside;
+  CHECK(ariadne_sampler_create(model, &biased, &err) == NULL && strstr(err.message, "700") != NULL);
+  ariadne_sampler_free(no_eos);
+  ariadne_sampler_free(eos_sampler);
+
+  /* Seeded sampling repeats after a reset. */
+  ariadne_sampler_params hot = ariadne_sampler_default_params();
+  hot.temperature = 1.5f;
+  hot.top_k = 0;
+  hot.top_p = 1.0f;
+  hot.min_p = 0.0f;
+  hot.seed = 7;
+  ariadne_sampler* random = ariadne_sampler_create(model, &hot, &err);
+  CHECK(random != NULL);
+  int32_t draws[8];
+  for (int i = 0; i < 8; ++i) draws[i] = ariadne_sampler_sample(random, first, &err);
+  ariadne_sampler_reset(random);
+  int differ = 0;
+  for (int i = 0; i < 8; ++i) CHECK(ariadne_sampler_sample(random, first, &err) == draws[i]);
+  for (int i = 1; i < 8; ++i) differ += draws[i] != draws[0];
+  CHECK(differ > 0); /* at temperature 1.5 over 512 ids the draws vary */
+  ariadne_sampler_free(random);
+
+  /* Text stream: pieces continue the prompt (leading space kept); a stop string across tokens cuts the text.
+   */
+  const char* stops[] = {"girl"};
+  ariadne_text_stream* stream = ariadne_text_stream_create(model, stops, 1, &err);
+  CHECK(stream != NULL);
+  CHECK(ariadne_text_stream_begin(stream, prompt, n_prompt, &err) == 0);
+  char streamed[64] = {0};
+  size_t n_streamed = 0, n_piece = 0;
+  int stopped = 0;
+  for (int i = 0; i < 4 && !stopped; ++i) {
+    stopped = ariadne_text_stream_push(stream, little_girl[i], &err);
+    CHECK(stopped >= 0);
+    const char* piece = ariadne_text_stream_take(stream, &n_piece);
+    memcpy(streamed + n_streamed, piece, n_piece);
+    n_streamed += n_piece;
+  }
+  CHECK(stopped == 1);
+  size_t n_all = 0;
+  CHECK(strcmp(ariadne_text_stream_text(stream, &n_all), " little ") == 0 && n_all == 8);
+  CHECK(n_streamed == 8 && memcmp(streamed, " little ", 8) == 0);
+  /* Begun again without stops reached: all text, finish releases what was held. */
+  CHECK(ariadne_text_stream_begin(stream, prompt, n_prompt, &err) == 0);
+  CHECK(ariadne_text_stream_push(stream, 376, &err) == 0 && ariadne_text_stream_push(stream, 298, &err) == 0);
+  CHECK(ariadne_text_stream_finish(stream) == 0);
+  CHECK(strcmp(ariadne_text_stream_text(stream, NULL), " little g") == 0);
+  CHECK(ariadne_text_stream_push(stream, 9999, &err) == -1);
+  ariadne_text_stream_free(stream);
+  const char* empty[] = {""};
+  CHECK(ariadne_text_stream_create(model, empty, 1, &err) == NULL && strstr(err.message, "empty") != NULL);
+
+  ariadne_sampler_free(sampler);
+  ariadne_session_free(session);
+  return 0;
+}
 
 int main(void) {
   const char* dir = ARIADNE_SHARED_DIR "/fixtures/llama2c/stories260K";
@@ -40,10 +219,12 @@ int main(void) {
   const int32_t n = ariadne_tokenize(model, prompt, strlen(prompt), true, false, ids, 64, &err);
   CHECK(n == 8);
   CHECK(memcmp(ids, expected, sizeof(int32_t) * 8) == 0);
-  CHECK(ariadne_tokenize(model, prompt, strlen(prompt), true, false, ids, 2, &err) == 8); /* reports the need */
+  CHECK(ariadne_tokenize(model, prompt, strlen(prompt), true, false, ids, 2, &err) ==
+        8); /* reports the need */
 
   char piece[16];
-  CHECK(ariadne_token_to_piece(model, 385, false, piece, sizeof piece, &err) == 4 && memcmp(piece, " One", 4) == 0);
+  CHECK(ariadne_token_to_piece(model, 385, false, piece, sizeof piece, &err) == 4 &&
+        memcmp(piece, " One", 4) == 0);
 
   ariadne_session_params sp = {0};
   sp.n_ctx = 64;
@@ -75,12 +256,14 @@ int main(void) {
   CHECK(ariadne_session_prefill(session, many, 64, &err) == -1 && strstr(err.message, "context") != NULL);
   const int32_t bad = 9999;
   CHECK(ariadne_session_decode(session, bad, &err) == -1 && strstr(err.message, "vocabulary") != NULL);
-  CHECK(ariadne_model_load("/nonexistent/model.gguf", NULL, &err) == NULL && strstr(err.message, "nonexistent"));
+  CHECK(ariadne_model_load("/nonexistent/model.gguf", NULL, &err) == NULL &&
+        strstr(err.message, "nonexistent"));
   sp.kv_type = "q5_1";
   CHECK(ariadne_session_create(model, &sp, &err) == NULL && strstr(err.message, "q5_1") != NULL);
 
   ariadne_session_clear(session);
   CHECK(ariadne_session_n_past(session) == 0 && ariadne_session_cache_stats(session).bytes == 0);
+  if (test_more(model, expected, 8) != 0) return 1;
 
   ariadne_sampler_free(sampler);
   ariadne_session_free(session);

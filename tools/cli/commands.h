@@ -15,6 +15,7 @@ void add_convert_command(CLI::App& app, Action& action);
 void add_synth_command(CLI::App& app, Action& action);
 void add_tokenize_commands(CLI::App& app, Action& action);  // tokenize, detokenize, chat-template
 void add_run_command(CLI::App& app, Action& action);
+void add_chat_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 
 }  // namespace ariadne::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   ariadne::cli::add_synth_command(app, action);
   ariadne::cli::add_tokenize_commands(app, action);
   ariadne::cli::add_run_command(app, action);
+  ariadne::cli::add_chat_command(app, action);
   ariadne::cli::add_bench_command(app, action);
   try {
     app.parse(argc, argv);
