@@ -170,6 +170,51 @@ TEST_P(HfFixture, MatchesTransformersAfterGgufConversion) {
   }
 }
 
+// The 8-bit activations of quantized matmuls are the one approximation a quantized model adds on top of its
+// rounded weights; with exact_matmul it is gone: the q8_0 / q4_k model computes exactly what the f32 model
+// made of its dequantized weights computes, bit for bit.
+TEST_P(HfFixture, ExactMatmulEqualsTheDequantizedModel) {
+  const std::string rel = "fixtures/hf/" + GetParam();
+  ARIADNE_REQUIRE_SHARED(rel);
+  const std::string dir = test::shared_dir() + "/" + rel;
+  const HfExpected e = read_expected(dir);
+  std::shared_ptr<const ModelSource> hf = open_model(dir);
+  TempDir tmp;
+  ThreadPool pool(2);
+  int tested = 0;
+  for (DType type : {DType::Q8_0, DType::Q4_K}) {
+    SCOPED_TRACE(std::string(dtype_name(type)));
+    const std::string quantized = tmp.file(GetParam() + ".q.gguf");
+    ConvertOptions options;
+    options.type = type;
+    convert_to_gguf(*hf, quantized, options, pool);
+    std::shared_ptr<const ModelSource> q = open_model(quantized);
+    if (q->get("blk.0.attn_q.weight").type != type) continue;  // rows too short for the type: kept wider
+    ++tested;
+    const std::string widened = tmp.file(GetParam() + ".f32.gguf");
+    options.type = DType::F32;
+    convert_to_gguf(*q, widened, options, pool);
+
+    SessionOptions so;
+    so.n_ctx = static_cast<int64_t>(e.input_ids.size());
+    so.n_threads = 2;
+    so.n_batch = 16;
+    so.exact_matmul = true;
+    Session exact(q, so);
+    Session reference(open_model(widened), so);
+    const std::vector<float> a = exact.eval(e.input_ids, true);
+    const std::vector<float> b = reference.eval(e.input_ids, true);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "logit " << i;
+
+    so.exact_matmul = false;  // the fast path differs (8-bit activations), but only slightly
+    Session fast(q, so);
+    const std::vector<float> c = fast.eval(e.input_ids, true);
+    EXPECT_GT(max_abs_diff(c.data(), b.data(), static_cast<int64_t>(b.size())), 0.0f);
+  }
+  EXPECT_GE(tested, 1) << "no quantized type applied to this fixture";
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, HfFixture,
                          ::testing::Values("llama-tiny", "llama3-tiny", "qwen2-tiny", "qwen3-tiny",
                                            "mistral-tiny-bf16"));

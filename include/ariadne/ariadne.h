@@ -87,6 +87,7 @@ typedef struct ariadne_session_params {
   int32_t n_threads;   /* 0: all cores */
   int32_t n_batch;     /* tokens per forward call while prefilling (the micro-batch); 0: 512 */
   const char* kv_type; /* KV cache element type: "f32" (NULL), "f16", "bf16", "q8_0" */
+  bool exact_matmul;   /* quantized weights with f32 activations instead of 8-bit ones (slower, exact) */
 } ariadne_session_params;
 
 /* Memory a session of these parameters is expected to hold, computed without allocating anything. */

@@ -104,6 +104,7 @@ ariadne::SessionOptions session_options(const ariadne_session_params* params) {
         ariadne::fail("kv_type: unknown type '{}' (expected f32, f16, bf16 or q8_0)", params->kv_type);
       o.kv_type = *t;
     }
+    o.exact_matmul = params->exact_matmul;
   }
   if (o.n_threads <= 0) o.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;

@@ -23,7 +23,7 @@ uint64_t available_memory_bytes() {
 Session::Session(std::shared_ptr<const ModelSource> source, const SessionOptions& options)
     : model_(Model::create(std::move(source))),
       pool_(options.n_threads),
-      ctx_{pool_, {}},
+      ctx_{pool_, {}, options.exact_matmul},
       n_batch_(std::max<int64_t>(1, options.n_batch)) {
   const ModelConfig& c = model_->config();
   int64_t n_ctx = options.n_ctx;

@@ -17,6 +17,8 @@ struct SessionOptions {
   int n_threads = 1;
   int64_t n_batch = 512;       // tokens per forward call when prefilling (bounds activation memory)
   DType kv_type = DType::F32;  // KV cache element type (f32 keeps the exact reference results; f16 halves it)
+  // Quantized weights computed with f32 activations instead of 8-bit ones (ops::Context::exact_matmul).
+  bool exact_matmul = false;
 };
 
 class Session {

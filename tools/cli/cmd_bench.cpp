@@ -34,6 +34,7 @@ struct BenchCliOptions {
   std::string repetitions = "5";
   std::string batch = "512";
   std::string cache_type = "f32";
+  bool exact_matmul = false;
   bool no_warmup = false;
   bool json = false;
 };
@@ -199,6 +200,7 @@ int run_bench_command(const BenchCliOptions& c) {
   so.n_threads = o.n_threads;
   so.n_batch = o.n_batch;
   so.kv_type = kv_type;
+  so.exact_matmul = c.exact_matmul;
   std::unique_ptr<Session> session;
   try {
     session = std::make_unique<Session>(source, so);
@@ -303,6 +305,7 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_option("--cache-type", o->cache_type,
                   "KV cache type: f32, f16, bf16, q8_0 (llama-bench: -ctk/-ctv)")
       ->capture_default_str();
+  cmd->add_flag("--exact-matmul", o->exact_matmul, "Quantized weights with f32 activations (slower, exact)");
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warmup run of each test");
   cmd->add_flag("--json", o->json, "Print one JSON array with a record per test");
   cmd->callback([o, &action] { action = [o] { return run_bench_command(*o); }; });

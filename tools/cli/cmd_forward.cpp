@@ -24,6 +24,7 @@ struct ForwardOptions {
   std::string ids;
   std::string tokenizer;
   bool all_positions = false;
+  bool exact_matmul = false;
   bool json = false;
   int threads = 0;
 };
@@ -55,6 +56,7 @@ int run_forward(const ForwardOptions& o) {
   std::shared_ptr<const ModelSource> source = open_model(o.model);
   SessionOptions so;
   so.n_ctx = static_cast<int64_t>(ids.size());
+  so.exact_matmul = o.exact_matmul;
   so.n_threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Session session(source, so);
@@ -94,6 +96,7 @@ void add_forward_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints (tokenizer.bin)");
   cmd->add_flag("--all-positions", o->all_positions, "Logits at every position, not only the last");
+  cmd->add_flag("--exact-matmul", o->exact_matmul, "Quantized weights with f32 activations (slower, exact)");
   cmd->add_flag("--json", o->json, "Print {\"logits\": [[...], ...]} as JSON");
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->callback([o, &action] { action = [o] { return run_forward(*o); }; });

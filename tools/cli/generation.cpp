@@ -54,6 +54,10 @@ void add_generation_flags(CLI::App* cmd, GenerationFlags& f) {
       "Context size in tokens (0: min(trained, 4096); run raises it to prompt + -n, up to trained)");
   cmd->add_option("-b,--batch-size", f.n_batch, "Prompt tokens per forward call while prefilling");
   cmd->add_option("--cache-type", f.cache_type, "KV cache type: f32 (default, exact), f16, bf16, q8_0");
+  cmd->add_flag(
+      "--exact-matmul", f.exact_matmul,
+      "Quantized weights with f32 activations instead of 8-bit ones (slower; the dequantized model's "
+      "exact arithmetic)");
   cmd->add_option("-t,--threads", f.threads, "CPU threads (default: all cores)");
   cmd->add_option("--temp", f.sampler.temperature, "Temperature (<= 0: greedy)");
   cmd->add_option("--top-k", f.sampler.top_k, "Top-k (0: off)");
@@ -104,6 +108,7 @@ ariadne_session_params session_params(const GenerationFlags& f, int64_t n_ctx) {
       f.threads > 0 ? f.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   p.n_batch = static_cast<int32_t>(f.n_batch);
   p.kv_type = f.cache_type.c_str();
+  p.exact_matmul = f.exact_matmul;
   return p;
 }
 

@@ -22,6 +22,7 @@ struct GenerationFlags {
   int64_t n_ctx = 0;
   int64_t n_batch = 512;
   std::string cache_type = "f32";
+  bool exact_matmul = false;
   int threads = 0;
   ariadne_sampler_params sampler = ariadne_sampler_default_params();  // seed comes from `seed`
   std::string seed = "-1";
