@@ -218,6 +218,7 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
 
   const std::vector<BenchTest> plan = bench_plan(o);
   std::vector<BenchResult> results;
+  int64_t held_depth = -1;  // depth of the random ids at the start of the cache, -1: none
   for (size_t ti = 0; ti < plan.size(); ++ti) {
     const BenchTest& t = plan[ti];
     auto report = [&](BenchProgress::Phase phase, int rep, int64_t done, int64_t total) {
@@ -233,26 +234,36 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
       on_progress(p);
     };
 
-    session.clear();
-    if (o.warmup) {
-      // As llama-bench: the whole prompt for pp, one token for tg, from position 0.
-      const int64_t n = t.n_prompt > 0 ? t.n_prompt : 1;
-      report(BenchProgress::Phase::Warmup, 0, 0, n);
-      session.eval(random_ids(n), false);
+    // The depth is filled (untimed, in -b chunks so that progress can be shown between them) once, and
+    // every later run, of this test or of the next one at the same depth, truncates the cache back to it
+    // (llama-bench restores a saved state the same way).
+    auto restore_depth = [&](int rep) {
+      if (held_depth == t.n_depth) {
+        session.truncate(t.n_depth);
+        return;
+      }
       session.clear();
-    }
-
-    BenchResult r;
-    r.test = t;
-    for (int rep = 0; rep < o.repetitions; ++rep) {
-      session.clear();
-      // The depth is filled (untimed) in -b chunks so that progress can be shown between them.
+      held_depth = -1;
       for (int64_t done = 0; done < t.n_depth;) {
         report(BenchProgress::Phase::Depth, rep, done, t.n_depth);
         const int64_t len = std::min(o.n_batch, t.n_depth - done);
         session.eval(random_ids(len), false);
         done += len;
       }
+      held_depth = t.n_depth;
+    };
+    if (o.warmup) {
+      // As llama-bench: the whole prompt for pp, one token for tg (here at the test's depth).
+      const int64_t n = t.n_prompt > 0 ? t.n_prompt : 1;
+      restore_depth(0);
+      report(BenchProgress::Phase::Warmup, 0, 0, n);
+      session.eval(random_ids(n), false);
+    }
+
+    BenchResult r;
+    r.test = t;
+    for (int rep = 0; rep < o.repetitions; ++rep) {
+      restore_depth(rep);
       const std::vector<int32_t> ids = random_ids(t.n_tokens());  // drawn before the clock starts
       report(BenchProgress::Phase::Timed, rep, 0, t.n_tokens());
       const auto start = std::chrono::steady_clock::now();
@@ -268,12 +279,12 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
       // The cache only grows within a run, so its size now is the most this run held.
       r.kv_bytes = std::max<uint64_t>(r.kv_bytes, session.kv().bytes());
     }
-    session.clear();
     r.rate = sample_stats(tokens_per_second(r.samples_ns, t.n_tokens()));
     r.peak_rss_bytes = peak_resident_bytes();
     if (on_result) on_result(r);
     results.push_back(std::move(r));
   }
+  session.clear();
   return results;
 }
 
