@@ -117,7 +117,8 @@ using BenchProgressCallback = std::function<void(const BenchProgress&)>;
 
 // Runs every test of bench_plan(options) on session (which must hold at least bench_context(options)
 // tokens) and returns the results in plan order, also handing each to on_result as soon as it is done.
-// The session is cleared before and after every run, and left empty.
+// Each depth is filled once with random ids; later runs truncate the session back to it. The session is left
+// empty.
 std::vector<BenchResult> run_bench(Session& session, const BenchOptions& options,
                                    const BenchResultCallback& on_result = {},
                                    const BenchProgressCallback& on_progress = {});
