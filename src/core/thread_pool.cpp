@@ -98,4 +98,20 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   });
 }
 
+void ThreadPool::parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  if (n_chunks == 1 || n_threads_ == 1) {
+    for (int64_t begin = 0; begin < n; begin += chunk) fn(begin, std::min(n, begin + chunk));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  run([&](int) {
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n_chunks;
+         i = next.fetch_add(1, std::memory_order_relaxed))
+      fn(i * chunk, std::min(n, (i + 1) * chunk));
+  });
+}
+
 }  // namespace ariadne

@@ -27,6 +27,12 @@ class ThreadPool {
   // Each index is processed by exactly one thread, so per-index results do not depend on the thread count.
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // Splits [0, n) into chunks of `chunk` indices (the last may be shorter) that the threads take one after
+  // another from a shared counter, so a thread that runs faster (or is not preempted) does more of them.
+  // Calls fn(begin, end) once per chunk. Which thread computes an index varies from run to run, so use it
+  // where each index's result depends on the index alone.
+  void parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t begin, int64_t end)>& fn);
+
  private:
   void worker_loop(int index);
 

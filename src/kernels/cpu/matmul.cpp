@@ -60,9 +60,8 @@ bool is_integer_type(DType t) {
   return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
 }
 
-// Rows [begin, end) of W (stride w_stride) times all tokens of x, into y, in panels of panel_rows rows.
-// prepare(first_row, rows) may replace the weights of a panel (exact mode dequantizes them) and returns
-// the rows to use and their stride.
+// One chunk of weight rows (starting at output row first_row) times every token of x, into y: tiles of
+// kMaxCols tokens x tile height rows, then the bias.
 struct Sweep {
   gemm::TileFn fn;
   const void* x;
@@ -98,8 +97,12 @@ struct Sweep {
   }
 };
 
-int64_t panel_rows(size_t row_size) {
-  const int64_t rows = static_cast<int64_t>(kPanelBytes / std::max<size_t>(row_size, 1));
+// Rows per chunk handed to a thread. Prefill: a panel of about kPanelBytes (rows stay in L2 while every
+// token passes). Decode: small enough that each thread gets several chunks (the faster thread takes more),
+// large enough that taking one costs nothing next to reading it. A multiple of the tile height.
+int64_t chunk_rows(size_t row_size, int64_t n_rows, int64_t n_tokens, int n_threads) {
+  int64_t rows = static_cast<int64_t>(kPanelBytes / std::max<size_t>(row_size, 1));
+  if (n_tokens == 1) rows = std::min(rows, std::max<int64_t>(16, n_rows / (8 * std::max(1, n_threads))));
   return std::max<int64_t>(gemm::kMaxRows, rows / gemm::kMaxRows * gemm::kMaxRows);
 }
 
@@ -139,20 +142,18 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
     sweep.fn = pick(p.w_type);
     sweep.x = xq.data();
     sweep.x_stride = static_cast<size_t>(blocks) * sizeof(gemm::Q8Block);
-    const int64_t panel = panel_rows(row_bytes(p.w_type, n_in));
-    pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
-      for (int64_t r0 = begin; r0 < end; r0 += panel)
-        sweep.panel(row_ptr(p.w, p.w_row_stride, r0), p.w_row_stride, r0, std::min(panel, end - r0));
+    const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size());
+    pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
+      sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
     });
     return;
   }
 
   if (!is_integer_type(p.w_type)) {
     sweep.fn = pick(p.w_type);
-    const int64_t panel = panel_rows(row_bytes(p.w_type, n_in));
-    pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
-      for (int64_t r0 = begin; r0 < end; r0 += panel)
-        sweep.panel(row_ptr(p.w, p.w_row_stride, r0), p.w_row_stride, r0, std::min(panel, end - r0));
+    const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size());
+    pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
+      sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
     });
     return;
   }
@@ -161,15 +162,13 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
   sweep.fn = pick(DType::F32);
   const RowKernels& kernels = row_kernels(p.w_type);
   const size_t f32_row = static_cast<size_t>(n_in) * sizeof(float);
-  const int64_t panel = panel_rows(f32_row);
-  pool.parallel_for(p.n_out, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(static_cast<size_t>(std::min(panel, end - begin) * n_in));
-    for (int64_t r0 = begin; r0 < end; r0 += panel) {
-      const int64_t rows = std::min(panel, end - r0);
-      for (int64_t r = 0; r < rows; ++r)
-        kernels.dequantize(row_ptr(p.w, p.w_row_stride, r0 + r), scratch.data() + r * n_in, n_in);
-      sweep.panel(reinterpret_cast<const uint8_t*>(scratch.data()), f32_row, r0, rows);
-    }
+  const int64_t panel = chunk_rows(f32_row, p.n_out, p.n_tokens, pool.size());
+  pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    std::vector<float> scratch(static_cast<size_t>(rows * n_in));
+    for (int64_t r = 0; r < rows; ++r)
+      kernels.dequantize(row_ptr(p.w, p.w_row_stride, begin + r), scratch.data() + r * n_in, n_in);
+    sweep.panel(reinterpret_cast<const uint8_t*>(scratch.data()), f32_row, begin, rows);
   });
 }
 
