@@ -1,5 +1,6 @@
 // Op tests (rung 1 of the numeric ladder): RMSNorm, RoPE in both layouts, SiLU gating, softmax and causal
 // attention over a KV cache, each against a naive reference loop written here; threaded == single-threaded.
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -344,6 +345,29 @@ TEST(CoreThreadPool, ParallelForCoversEveryIndexOnceAndPropagatesErrors) {
                                  }),
                Error);
   pool.parallel_for(3, [](int64_t, int64_t) {});  // still usable after an error
+}
+
+TEST(CoreThreadPool, ParallelChunksCoversEveryIndexOnceInChunks) {
+  for (int threads : {1, 2, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t chunk : {1, 7, 64, 5000}) {
+      std::vector<std::atomic<int>> hits(1000);
+      std::atomic<int> calls{0};
+      pool.parallel_chunks(1000, chunk, [&](int64_t b, int64_t e) {
+        ASSERT_EQ(b % chunk, 0);
+        ASSERT_EQ(e, std::min<int64_t>(1000, b + chunk));
+        ++calls;
+        for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+      });
+      for (const auto& h : hits) ASSERT_EQ(h.load(), 1) << threads << " threads, chunk " << chunk;
+      EXPECT_EQ(calls.load(), (1000 + chunk - 1) / chunk);
+    }
+    EXPECT_THROW(pool.parallel_chunks(100, 3,
+                                      [](int64_t b, int64_t) {
+                                        if (b == 42) throw Error("boom");
+                                      }),
+                 Error);
+  }
 }
 
 }  // namespace
