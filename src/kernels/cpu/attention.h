@@ -1,4 +1,22 @@
 // Causal scaled-dot-product attention of a block of query tokens over KV entries kept in blocks, on the CPU.
+//
+// How it runs (attention.cpp; arithmetic per instruction set in attention_{avx2,avx512}.cpp and the portable
+// kernels in attention.cpp, chosen by active_isa()):
+// - Flash-attention style: the entries read are cut into tiles of 64 and segments of 512 (boundaries count
+//   from the first entry read, so they depend only on how many entries are read). Each tile's K and V rows
+//   are converted to f32 once (f16/bf16/q8_0 exactly as dequantize_row), scored against a block of query
+//   rows, and folded into a running max, sum and output (online softmax); memory is O(tile), never
+//   tokens x entries. A segment's state is merged into the total with a log-sum-exp merge, segment by
+//   segment in order.
+// - The query rows of a work unit are a few tokens times the GQA group of one KV head, so each K/V row read
+//   serves every query head of its group. Tiles in the future of every row (causal) are skipped.
+// - Decode (few units) splits the sequence as well: every (unit, segment) is a task that writes its
+//   segment's state, and each unit then merges its segments in order, as prefill does inline.
+//
+// Determinism: results do not depend on the thread count, bit for bit, and a token computed alone (decode,
+// split-K) gives the same bits as the same token inside a prefill batch: every value of a query row is
+// computed by the same operations in the same order whatever rows share its tile and whichever thread runs
+// it. Results do differ (within ~1e-6 relative) between instruction sets.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +56,10 @@ struct AttentionParams {
   int64_t out_token_stride;
 };
 
-// Every (token, head) pair is computed by one thread with a fixed reduction order, so the result does not
-// depend on the thread count.
+// out[t][h] = sum_j softmax_j(scale * q[t][h] . k[j] + bias[j]) v[j] over the entries j of kv head
+// h / group that are read (indices, or all n) and not in the query's future (positions[j] <= q_positions[t]);
+// an entry whose logit is -inf weighs nothing, and a query that sees nothing gets zeros. head_dim must be a
+// whole number of the KV type's blocks (checked). Deterministic as stated above.
 void attention(const AttentionParams& p, ThreadPool& pool);
 
 }  // namespace ariadne::cpu
