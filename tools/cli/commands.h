@@ -17,5 +17,6 @@ void add_tokenize_commands(CLI::App& app, Action& action);  // tokenize, detoken
 void add_run_command(CLI::App& app, Action& action);
 void add_chat_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
+void add_eval_command(CLI::App& app, Action& action);  // eval tasks, run, ppl, report
 
 }  // namespace ariadne::cli
