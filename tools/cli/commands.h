@@ -18,5 +18,6 @@ void add_run_command(CLI::App& app, Action& action);
 void add_chat_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_eval_command(CLI::App& app, Action& action);  // eval tasks, run, ppl, report
+void add_demo_command(CLI::App& app, Action& action);
 
 }  // namespace ariadne::cli

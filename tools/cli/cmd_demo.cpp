@@ -1,0 +1,190 @@
+// `ariadne demo`: the README's main job. Builds long documents of noise sentences with facts hidden at
+// several depths (the evaluation suite's generators), asks the model for each fact with every method given,
+// and prints the answers next to the expected ones with the time and KV-cache memory each method took.
+// Runs on Ariadne's own default model (models/ariadne-default.gguf) unless -m names another.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <unistd.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/error.h"
+#include "eval/methods.h"
+#include "eval/runner.h"
+#include "eval/tasks.h"
+#include "formats/model_source.h"
+#include "tokenizer/load.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ariadne::cli {
+
+namespace {
+
+constexpr const char* kDefaultModel = "models/ariadne-default.gguf";
+
+struct DemoOptions {
+  std::string model;
+  std::string tasks = "passkey,niah_single_noise,kv";
+  std::string methods = "full";
+  int64_t length = 0;  // 0: the model's trained context, at most 4096
+  int count = 3;
+  uint64_t seed = 20261128;
+  int threads = 0;
+  bool json = false;
+};
+
+// The default model: in the working directory's models/, else in the source tree above the binary
+// (build/bin/ariadne -> models/).
+std::string find_default_model() {
+  std::vector<std::filesystem::path> tried = {std::filesystem::path(kDefaultModel)};
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) tried.push_back(exe.parent_path().parent_path().parent_path() / kDefaultModel);
+  for (const auto& p : tried)
+    if (std::filesystem::exists(p)) return p.string();
+  std::string list;
+  for (const auto& p : tried) list += (list.empty() ? "" : ", ") + p.string();
+  fail("the default model is not here (looked for {}); pass one with -m MODEL", list);
+}
+
+std::string shorten(std::string s, size_t width) {
+  for (char& c : s)
+    if (c == '\n') c = ' ';
+  if (s.size() > width) s = s.substr(0, width - 3) + "...";
+  return s;
+}
+
+double mib(uint64_t bytes) {
+  return static_cast<double>(bytes) / (1024.0 * 1024.0);
+}
+
+int run_demo(const DemoOptions& o) {
+  const std::string model = o.model.empty() ? find_default_model() : o.model;
+  if (o.count < 1) fail("--count: expected at least 1 fact per task, got {}", o.count);
+  if (o.length < 0) fail("--length: expected a token count >= 0 (0: the model's window), got {}", o.length);
+  const eval::MethodRegistry registry = eval::builtin_methods();
+  const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
+  const std::vector<std::string> tasks = eval::parse_task_list(o.tasks);
+
+  std::shared_ptr<const ModelSource> source = open_model(model);
+  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::create(load_model_vocab(model, ""));
+  const int64_t n_ctx_train = source->config.n_ctx_train;
+  const int64_t length =
+      o.length > 0 ? o.length : std::min<int64_t>(n_ctx_train > 0 ? n_ctx_train : 4096, 4096);
+
+  eval::GeneratorOptions go;
+  go.seed = o.seed;
+  go.tokenizer_name = std::filesystem::path(model).filename().string();
+  const eval::TaskGenerator generator(*tokenizer, go);
+  std::vector<eval::TaskSample> samples;
+  for (const std::string& task : tasks) {
+    for (int i = 0; i < o.count; ++i) {
+      // Facts spread over the document: depths 1/(2n), 3/(2n), ... of the way in.
+      const double depth = eval::task_takes_depth(task) ? 100.0 * (2 * i + 1) / (2.0 * o.count) : -1.0;
+      samples.push_back(generator.generate(task, length, i, depth));
+    }
+  }
+
+  eval::RunnerOptions ro;
+  ro.n_threads =
+      o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ro.model_name = go.tokenizer_name;
+  eval::Runner runner(source, *tokenizer, registry, ro);
+  int64_t need = 0;
+  for (const eval::TaskSample& s : samples)
+    need = std::max<int64_t>(need, static_cast<int64_t>(runner.prompt_tokens(s).size()) + s.max_new_tokens);
+  runner.reserve(need);
+
+  const bool live = !o.json && isatty(STDERR_FILENO);
+  if (!o.json) {
+    std::printf("Ariadne demo: %s, %d threads\n", model.c_str(), ro.n_threads);
+    std::printf(
+        "%zu documents of %lld tokens (noise sentences, one fact hidden in each at the depth shown);\n",
+        samples.size(), static_cast<long long>(length));
+    std::printf("the model is asked for the fact and answers greedily. Methods: %s\n\n", o.methods.c_str());
+    std::printf("%-3s %-18s %6s  %-24s", "#", "task", "depth", "expected");
+    for (const auto& m : methods) std::printf("  %-26s", m.text.c_str());
+    std::printf("\n");
+  }
+  std::vector<eval::SampleResult> results;
+  nlohmann::json json = nlohmann::json::array();
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const eval::TaskSample& s = samples[i];
+    const double depth = s.needles.empty() ? 0.0 : s.needles.front().depth;
+    if (!o.json) {
+      std::printf("%-3zu %-18s %5.0f%%  %-24s", i + 1, s.task.c_str(), depth,
+                  shorten(fmt::format("{}", fmt::join(s.references, ", ")), 24).c_str());
+      std::fflush(stdout);
+    }
+    for (const eval::MethodSpec& m : methods) {
+      if (live)
+        std::fprintf(stderr, "\r(%s: reading %lld tokens...)", m.text.c_str(),
+                     static_cast<long long>(s.n_tokens));
+      const eval::SampleResult r = runner.run(s, m);
+      if (live) std::fprintf(stderr, "\r%*s\r", 40, "");
+      results.push_back(r);
+      json.push_back(eval::to_json(r));
+      if (!o.json) {
+        std::printf("  %s %-24s", r.score >= 1.0 ? "ok" : (r.score > 0 ? "~ " : "x "),
+                    shorten(r.prediction, 24).c_str());
+        std::fflush(stdout);
+      }
+    }
+    if (!o.json) std::printf("\n");
+  }
+  if (o.json) {
+    std::printf("%s\n", json.dump().c_str());
+    return 0;
+  }
+  std::printf("\n%-12s %9s %13s %12s %16s\n", "method", "correct", "prefill t/s", "decode t/s",
+              "KV cache peak");
+  for (const eval::MethodSpec& m : methods) {
+    double correct = 0, prefill_s = 0, decode_s = 0;
+    int64_t prompt_tokens = 0, generated = 0;
+    uint64_t kv_peak = 0;
+    int n = 0;
+    for (const eval::SampleResult& r : results) {
+      if (r.method != m.text) continue;
+      ++n;
+      correct += r.score;
+      prefill_s += r.prefill_seconds;
+      decode_s += r.decode_seconds;
+      prompt_tokens += r.n_prompt;
+      generated += r.n_generated;
+      kv_peak = std::max(kv_peak, r.kv_peak_bytes);
+    }
+    std::printf("%-12s %6.1f/%-2d %13.1f %12.1f %12.2f MiB\n", m.text.c_str(), correct, n,
+                prefill_s > 0 ? prompt_tokens / prefill_s : 0.0, decode_s > 0 ? generated / decode_s : 0.0,
+                mib(kv_peak));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_demo_command(CLI::App& app, Action& action) {
+  auto o = std::make_shared<DemoOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo", "Hide facts in long documents, ask the model for them, and compare the long-context methods");
+  cmd->add_option("-m,--model", o->model, fmt::format("Model (default: {})", kDefaultModel));
+  cmd->add_option("--tasks", o->tasks, "Task ids of `ariadne eval tasks`")->capture_default_str();
+  cmd->add_option("--method", o->methods, "Methods to compare (comma list, as `ariadne eval run`)")
+      ->capture_default_str();
+  cmd->add_option("--length", o->length, "Tokens per document (default: the model's window, at most 4096)");
+  cmd->add_option("--count", o->count, "Documents per task")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the documents and facts")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
+  cmd->add_flag("--json", o->json, "Print the results as one JSON array");
+  cmd->callback([o, &action] { action = [o] { return run_demo(*o); }; });
+}
+
+}  // namespace ariadne::cli
