@@ -89,16 +89,6 @@ void tile_q4_0(const Tile& t) {
   }
 }
 
-void q4k_scale_min(int j, const uint8_t* s, int& scale, int& min) {
-  if (j < 4) {
-    scale = s[j] & 63;
-    min = s[j + 4] & 63;
-  } else {
-    scale = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 // Per sub-block j of 32 values: (d * scale_j * dx_j) * sum(q * qx) - (dmin * min_j * dx_j) * sum(qx).
 void tile_q4_k(const Tile& t) {
   constexpr size_t kBytes = 144;

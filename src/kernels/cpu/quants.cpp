@@ -46,19 +46,6 @@ inline int nearest_int(float v) {
   return static_cast<int>(std::lrintf(v));
 }
 
-// 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes of a Q4_K block: bytes 0-3 hold the
-// low 6 bits of scales 0-3, bytes 4-7 those of mins 0-3; scales/mins 4-7 keep their low 4 bits in the
-// nibbles of bytes 8-11 and their high 2 bits in the top bits of bytes 0-3 (scales) and 4-7 (mins).
-inline void q4k_scale_min(int j, const uint8_t* s, int& scale, int& min) {
-  if (j < 4) {
-    scale = s[j] & 63;
-    min = s[j + 4] & 63;
-  } else {
-    scale = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 // --- Fixed-order f32 dot product ---------------------------------------------------------------------------
 
 constexpr int kLanes = 16;
@@ -547,6 +534,16 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   acc.add_lanes(a, b, full);
   acc.add_tail(a + full, b + full, n - full);
   return acc.result();
+}
+
+void q4k_scale_min(int j, const uint8_t* s, int& scale, int& min) {
+  if (j < 4) {
+    scale = s[j] & 63;
+    min = s[j + 4] & 63;
+  } else {
+    scale = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
 }
 
 }  // namespace ariadne::cpu

@@ -49,6 +49,11 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 float dot_row(DType t, const void* row, const float* x, int64_t n);
 
+// 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes of a Q4_K block: bytes 0-3 hold the
+// low 6 bits of scales 0-3, bytes 4-7 those of mins 0-3; scales/mins 4-7 keep their low 4 bits in the
+// nibbles of bytes 8-11 and their high 2 bits in the top bits of bytes 0-3 (scales) and 4-7 (mins).
+void q4k_scale_min(int j, const uint8_t* scales, int& scale, int& min);
+
 // The f32 dot product every kernel here reduces with: 16 interleaved partial sums (lane k takes the
 // elements i with i % 16 == k, over the largest multiple of 16), summed pairwise, plus the sequential sum
 // of the remaining n % 16 products. The order is fixed, so results never depend on threading, and
