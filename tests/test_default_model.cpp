@@ -1,0 +1,104 @@
+// The default model shipped in models/ (trained by tools/train/, model card models/README.md): it fits the
+// size budget, carries its tokenizer and chat template, and really retrieves facts from long prompts.
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace ariadne {
+namespace {
+
+using test::run_cli;
+
+// The repository root: ARIADNE_SHARED_DIR is "<root>/../shared".
+std::string source_dir() {
+  const std::string shared = test::shared_dir();
+  const std::string suffix = "/../shared";
+  return shared.ends_with(suffix) ? shared.substr(0, shared.size() - suffix.size()) : shared + "/..";
+}
+
+std::string default_model() {
+  return source_dir() + "/models/ariadne-default.gguf";
+}
+
+TEST(DefaultModel, FitsTheBudgetWithItsShape) {
+  const std::string path = default_model();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_LE(std::filesystem::file_size(path), 30u * 1000 * 1000);  // issue 7: at most 30 MB
+  const test::CliResult r = run_cli("info -m " + path + " --json", "", false);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "llama");
+  EXPECT_EQ(j["n_vocab"], 8192);
+  EXPECT_EQ(j["n_layer"], 8);
+  EXPECT_EQ(j["n_head"], 8);
+  EXPECT_EQ(j["n_head_kv"], 2);  // grouped-query attention
+  EXPECT_EQ(j["n_ctx_train"], 4096);
+  EXPECT_EQ(j["rope"]["theta"], 100000.0);
+  EXPECT_TRUE(j["tied_output"].get<bool>());
+  EXPECT_GE(j["n_params"].get<int64_t>(), 15'000'000);
+  EXPECT_LE(j["n_params"].get<int64_t>(), 40'000'000);
+}
+
+TEST(DefaultModel, CarriesItsTokenizerAndChatTemplate) {
+  const std::string path = default_model();
+  // Byte-level BPE: any text comes back unchanged, and digits are single tokens (Qwen2 pre-tokenizer).
+  const std::string text = "The passkey is 40721. Ünïcödé — “quoted”, tabs\tand\nnewlines.";
+  const test::CliResult ids = run_cli("tokenize -m " + path, text, false);
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  const test::CliResult back = run_cli("detokenize -m " + path, ids.out, false);
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(back.out, text);
+  const test::CliResult digits = run_cli("tokenize -m " + path, "40721", false);
+  EXPECT_EQ(nlohmann::json::parse(digits.out).size(), 5u);
+  // The ChatML-style template travels in the GGUF metadata (no built-in family's system prompt).
+  const test::CliResult chat =
+      run_cli("chat-template -m " + path + " --messages -", R"([{"role":"user","content":"hi"}])", false);
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_EQ(chat.out.substr(0, chat.out.find_last_not_of('\n') + 1),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant");
+}
+
+// Evaluation-seed instances (never trained on) at 1K and 4K tokens, greedy, as `ariadne eval` scores them.
+TEST(DefaultModel, RetrievesNeedlesAt1KAnd4K) {
+  const std::string path = default_model();
+  test::TempDir dir;
+  const std::string haystack = test::shared_exists("data/war-and-peace.txt")
+                                   ? " --haystack " + test::shared_dir() + "/data/war-and-peace.txt"
+                                   : "";
+  const test::CliResult tasks = run_cli(
+      "eval tasks -m " + path + " --tasks passkey,niah_single_noise,niah_single_corpus --lengths 1k,4k" +
+          " --count 1 --seed 0 -q -o " + dir.file("tasks.jsonl") + haystack,
+      "", false);
+  ASSERT_EQ(tasks.exit_code, 0) << tasks.err;
+  std::ifstream in(dir.file("tasks.jsonl"));
+  int n = 0, correct = 0;
+  std::string report;
+  for (std::string line; std::getline(in, line);) {
+    const auto t = nlohmann::json::parse(line);
+    const std::string prompt =
+        t["header"].get<std::string>() + t["body"].get<std::string>() + t["question"].get<std::string>();
+    std::ofstream(dir.file("prompt.txt"), std::ios::binary) << prompt;
+    const test::CliResult run =
+        run_cli("run -m " + path + " -f " + dir.file("prompt.txt") + " -n " +
+                    std::to_string(t["max_new_tokens"].get<int>()) + " --temp 0 --json",
+                "", false);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const std::string answer = nlohmann::json::parse(run.out)["text"];
+    const std::string reference = t["references"][0];
+    ++n;
+    correct += answer.find(reference) != std::string::npos;
+    report += t["id"].get<std::string>() + ": expected " + reference + ", got '" + answer + "'\n";
+  }
+  ASSERT_EQ(n, 6);
+  // The model card reports 100% on these tasks; one miss is allowed for kernels that round differently.
+  EXPECT_GE(correct, 5) << report;
+}
+
+}  // namespace
+}  // namespace ariadne
