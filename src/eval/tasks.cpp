@@ -812,7 +812,7 @@ Plan plan_cwe(Ctx& c, int common_count) {
   p.answer = " " + join_and(common) + ".";
   p.references = common;
   p.max_new_tokens = 120;
-  const int64_t first_rare = kCommon + kExCommon + kExRare;
+  constexpr int64_t first_rare = kCommon + kExCommon + kExRare;
   p.n_min = 0;
   p.n_max = n_words - first_rare;
   p.n_max_hint = fmt::format(
@@ -821,7 +821,7 @@ Plan plan_cwe(Ctx& c, int common_count) {
       "from Debian's wamerican)",
       n_words);
   const uint64_t seed = derive_seed(c.layout_seed, "list");
-  p.list_body = [word, seed, first_rare, common_count](int64_t n) {
+  p.list_body = [word, seed, common_count](int64_t n) {
     std::vector<const std::string*> items;
     for (int i = 0; i < kCommon; ++i)
       for (int k = 0; k < common_count; ++k) items.push_back(&word(i));
