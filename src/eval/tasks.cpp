@@ -967,8 +967,7 @@ TaskSample TaskGenerator::generate(std::string_view task, int64_t target_len, in
     if (n < 0)
       fail(
           "task {} does not fit in {} tokens with this tokenizer: its smallest prompt has {} tokens plus {} "
-          "to "
-          "generate",
+          "to generate",
           task, target_len, tokens(p.n_min), p.max_new_tokens);
     int64_t partial = 0;
     if (p.units && p.units->partial) {

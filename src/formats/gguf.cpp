@@ -639,8 +639,7 @@ void GgufFile::parse() {
         end > size_)
       fail(
           "{}: tensor '{}': data (offset {} + {} bytes after the data section at {}) lies past the end of "
-          "the "
-          "file ({} bytes)",
+          "the file ({} bytes)",
           path_, t.name, offsets[k], t.nbytes, data_offset_, size_);
     t.data = data_ + begin;
   }

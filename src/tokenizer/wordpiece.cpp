@@ -852,8 +852,7 @@ class WordPieceTokenizer final : public Tokenizer {
     if (unk_id_ < 0)
       fail(
           "wordpiece tokenizer: the vocabulary has no unknown token (tokenizer.ggml.unknown_token_id unset "
-          "and "
-          "no '[UNK]' entry); WordPiece needs one for words it cannot split");
+          "and no '[UNK]' entry); WordPiece needs one for words it cannot split");
   }
 
   std::string token_to_piece(int32_t id, bool special) const override {
