@@ -18,28 +18,24 @@ class LlamaModel : public Model {
  public:
   explicit LlamaModel(std::shared_ptr<const ModelSource> source) : Model(std::move(source)) {}
 
-  void forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv, float* logits) const override {
+  void layer(const ops::Context& ctx, int64_t il, const Batch& batch, ops::KvMemory& kv,
+             blocks::Activations& a) const override {
     const ModelConfig& c = config();
     const int64_t n = batch.n_tokens;
-    blocks::Activations a(c, n);
-    ops::embed(ctx, *token_embd_, batch.ids, n, a.x.data());
-    for (int64_t il = 0; il < c.n_layer; ++il) {
-      const LayerWeights& w = layers_[static_cast<size_t>(il)];
-      const int layer = static_cast<int>(il);
+    const LayerWeights& w = layers_[static_cast<size_t>(il)];
+    const int layer = static_cast<int>(il);
 
-      ops::rms_norm(ctx, a.x.data(), w.attn_norm, c.rms_eps, n, a.cur.data());
-      ctx.observe("attn_norm", layer, a.cur.data(), n, c.n_embd);
-      blocks::qkv_projections(ctx, w, n, a);
-      blocks::attention(ctx, c, rope_, w, il, batch, kv, a);
-      ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
+    ops::rms_norm(ctx, a.x.data(), w.attn_norm, c.rms_eps, n, a.cur.data());
+    ctx.observe("attn_norm", layer, a.cur.data(), n, c.n_embd);
+    blocks::qkv_projections(ctx, w, n, a);
+    blocks::attention(ctx, c, rope_, w, il, batch, kv, a);
+    ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
 
-      ops::rms_norm(ctx, a.x.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
-      ctx.observe("ffn_norm", layer, a.cur.data(), n, c.n_embd);
-      blocks::swiglu_ffn(ctx, w, n, a);
-      ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
-      ctx.observe("l_out", layer, a.x.data(), n, c.n_embd);
-    }
-    blocks::logits(ctx, c, output_norm_, *output_, batch, a, logits);
+    ops::rms_norm(ctx, a.x.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
+    ctx.observe("ffn_norm", layer, a.cur.data(), n, c.n_embd);
+    blocks::swiglu_ffn(ctx, w, n, a);
+    ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
+    ctx.observe("l_out", layer, a.x.data(), n, c.n_embd);
   }
 };
 

@@ -2,7 +2,11 @@
 
 #include <cmath>
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.h"
+#include "models/blocks.h"
 #include "models/families.h"
 #include "ops/ops.h"
 
@@ -43,6 +47,43 @@ Model::Model(std::shared_ptr<const ModelSource> source) : source_(std::move(sour
     w.ffn_down = &s.get(p + "ffn_down.weight");
   }
   rope_ = make_rope_table(c);
+}
+
+void Model::forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv, float* logits) const {
+  const ModelConfig& c = config();
+  blocks::Activations a(c, batch.n_tokens);
+  ops::embed(ctx, *token_embd_, batch.ids, batch.n_tokens, a.x.data());
+  for (int64_t il = 0; il < c.n_layer; ++il) layer(ctx, il, batch, kv, a);
+  blocks::logits(ctx, c, output_norm_, *output_, batch, a, logits);
+}
+
+void Model::forward_layer_major(const ops::Context& ctx, const Batch& batch, int64_t n_batch,
+                                ops::KvMemory& kv, float* logits,
+                                const std::function<void(int64_t, int64_t)>& after_chunk,
+                                const std::function<void(int64_t)>& after_layer) const {
+  const ModelConfig& c = config();
+  const int64_t n = batch.n_tokens;
+  ARIADNE_CHECK(n > 0 && n_batch > 0, "forward_layer_major: empty batch");
+  const int64_t chunk = std::min(n_batch, n);
+  const auto row = static_cast<size_t>(c.n_embd);
+  // The residual stream of the whole batch; each chunk is copied into the chunk-sized buffers and back.
+  blocks::Activations whole(c, 0);
+  whole.x.resize(static_cast<size_t>(n) * row);  // [n][n_embd]
+  ops::embed(ctx, *token_embd_, batch.ids, n, whole.x.data());
+  blocks::Activations a(c, chunk);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    for (int64_t start = 0; start < n; start += chunk) {
+      const int64_t len = std::min(chunk, n - start);
+      Batch part{batch.ids + start, batch.positions + start, len, batch.all_logits};
+      float* x = whole.x.data() + static_cast<size_t>(start) * row;
+      std::memcpy(a.x.data(), x, static_cast<size_t>(len) * row * sizeof(float));
+      layer(ctx, il, part, kv, a);
+      std::memcpy(x, a.x.data(), static_cast<size_t>(len) * row * sizeof(float));
+      if (after_chunk) after_chunk(il, start + len);
+    }
+    if (after_layer) after_layer(il);
+  }
+  blocks::logits(ctx, c, output_norm_, *output_, batch, whole, logits);
 }
 
 std::unique_ptr<Model> Model::create(std::shared_ptr<const ModelSource> source) {

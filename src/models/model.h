@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,10 @@
 #include "ops/rope.h"
 
 namespace ariadne {
+
+namespace blocks {
+struct Activations;
+}
 
 struct LayerWeights {
   std::vector<float> attn_norm;          // [n_embd]
@@ -47,11 +52,25 @@ class Model {
 
   // Runs the batch through every layer, appending its keys/values to kv. logits receives
   // [all_logits ? n_tokens : 1][n_vocab].
-  virtual void forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv,
-                       float* logits) const = 0;
+  void forward(const ops::Context& ctx, const Batch& batch, ops::KvMemory& kv, float* logits) const;
+
+  // forward() of a long batch, layer by layer: every chunk of n_batch tokens goes through layer l (keys and
+  // values stored, attention read) before any chunk goes through layer l + 1. after_chunk(l, tokens done)
+  // follows each chunk and after_layer(l) each layer (either may be empty; an exception thrown there stops
+  // the pass). Each token meets the same KV entries and the same row-wise arithmetic as in forward() over
+  // the same chunks in order, so the logits are bit-identical, while a KV policy can compress layer l as
+  // soon as the whole batch is in it. Holds the residual stream of the whole batch ([n_tokens][n_embd]).
+  void forward_layer_major(const ops::Context& ctx, const Batch& batch, int64_t n_batch, ops::KvMemory& kv,
+                           float* logits, const std::function<void(int64_t, int64_t)>& after_chunk,
+                           const std::function<void(int64_t)>& after_layer) const;
 
  protected:
   explicit Model(std::shared_ptr<const ModelSource> source);
+
+  // One decoder layer of the family: a.x ([batch.n_tokens][n_embd], the residual stream) in, a.x out,
+  // keys and values of `layer` appended to kv.
+  virtual void layer(const ops::Context& ctx, int64_t layer, const Batch& batch, ops::KvMemory& kv,
+                     blocks::Activations& a) const = 0;
 
   std::shared_ptr<const ModelSource> source_;
   const TensorView* token_embd_;    // [n_vocab][n_embd]

@@ -114,7 +114,7 @@ uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_type) {
 }
 
 MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch, int n_threads,
-                                     DType kv_type) {
+                                     DType kv_type, const KvPolicy* policy) {
   const ModelConfig& c = source.config;
   MemoryEstimate m;
   for (const auto& [name, t] : source.tensors) m.weights += t.nbytes;
@@ -125,7 +125,7 @@ MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, i
   kv.head_dim = c.head_dim;
   kv.n_ctx = n_ctx;
   kv.type = kv_type;
-  m.kv = KvCache::bytes_needed(kv);
+  m.kv = policy != nullptr ? policy->peak_bytes(kv) : KvCache::bytes_needed(kv);
   // The largest forward call holds min(n_batch, n_ctx) tokens. Per token it keeps (blocks::Activations) the
   // residual, the normalised input and the sub-block output [n_embd] each, q and the attention output
   // [n_head*head_dim], k and v [n_head_kv*head_dim], gate and up [n_ff].
@@ -139,8 +139,11 @@ MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, i
   const uint64_t per_thread = static_cast<uint64_t>(n_ctx + c.head_dim) + 32 * 1024;
   // The model's f32 copies of the norm weights.
   const uint64_t norms = static_cast<uint64_t>((2 * c.n_layer + 1) * c.n_embd);
-  m.activations =
-      sizeof(float) * (tokens * per_token + logits + static_cast<uint64_t>(n_threads) * per_thread + norms);
+  // Layer-by-layer prefill (a compressing policy): the residual stream of the whole prompt.
+  const uint64_t residual =
+      policy != nullptr && policy->compresses_prefill() ? static_cast<uint64_t>(n_ctx * c.n_embd) : 0;
+  m.activations = sizeof(float) * (tokens * per_token + logits +
+                                   static_cast<uint64_t>(n_threads) * per_thread + norms + residual);
   return m;
 }
 
@@ -244,11 +247,22 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
       }
       session.clear();
       held_depth = -1;
-      for (int64_t done = 0; done < t.n_depth;) {
-        report(BenchProgress::Phase::Depth, rep, done, t.n_depth);
-        const int64_t len = std::min(o.n_batch, t.n_depth - done);
-        session.eval(random_ids(len), false);
-        done += len;
+      const KvPolicy* policy = session.kv().policy();
+      if (policy != nullptr && policy->compresses_prefill() && t.n_depth > 1) {
+        // One eval (chunked by the session), so that the policy sees the whole depth as one prompt and
+        // compresses it layer by layer.
+        report(BenchProgress::Phase::Depth, rep, 0, t.n_depth);
+        session.eval(random_ids(t.n_depth), false, [&](int64_t done, int64_t total) {
+          report(BenchProgress::Phase::Depth, rep, done, total);
+          return true;
+        });
+      } else {
+        for (int64_t done = 0; done < t.n_depth;) {
+          report(BenchProgress::Phase::Depth, rep, done, t.n_depth);
+          const int64_t len = std::min(o.n_batch, t.n_depth - done);
+          session.eval(random_ids(len), false);
+          done += len;
+        }
       }
       held_depth = t.n_depth;
     };
@@ -266,18 +280,34 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
       restore_depth(rep);
       const std::vector<int32_t> ids = random_ids(t.n_tokens());  // drawn before the clock starts
       report(BenchProgress::Phase::Timed, rep, 0, t.n_tokens());
+      const KvPolicy* policy = session.kv().policy();
+      const KvPolicyStats before = policy != nullptr ? policy->stats() : KvPolicyStats{};
       const auto start = std::chrono::steady_clock::now();
       if (t.n_prompt > 0) {
-        session.eval(ids, false);
+        // The cache is largest after a chunk (a compressing policy shrinks each layer once it is complete).
+        session.eval(ids, false, [&](int64_t, int64_t) {
+          r.kv_bytes = std::max<uint64_t>(r.kv_bytes, session.kv().bytes());
+          return true;
+        });
       } else {
-        for (int64_t i = 0; i < t.n_gen; ++i)
+        for (int64_t i = 0; i < t.n_gen; ++i) {
           session.eval(std::span(ids).subspan(static_cast<size_t>(i), 1), false);
+          if (policy != nullptr) r.kv_bytes = std::max<uint64_t>(r.kv_bytes, session.kv().bytes());
+        }
       }
       const auto stop = std::chrono::steady_clock::now();
       r.samples_ns.push_back(
           static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count()));
-      // The cache only grows within a run, so its size now is the most this run held.
+      // Without a policy the cache only grows within a run, so its size now is the most this run held.
       r.kv_bytes = std::max<uint64_t>(r.kv_bytes, session.kv().bytes());
+      if (policy != nullptr) {
+        const KvPolicyStats after = policy->stats();
+        r.kv_compressions += after.prefill_compressions + after.decode_compressions -
+                             before.prefill_compressions - before.decode_compressions;
+        r.kv_compress_seconds +=
+            after.prefill_seconds + after.decode_seconds - before.prefill_seconds - before.decode_seconds;
+        r.kv_budget = after.budget;
+      }
     }
     r.rate = sample_stats(tokens_per_second(r.samples_ns, t.n_tokens()));
     r.peak_rss_bytes = peak_resident_bytes();

@@ -71,8 +71,10 @@ struct MemoryEstimate {
   uint64_t activations = 0;  // one forward call's buffers, the logits and each thread's scratch
   uint64_t total() const { return weights + kv + activations; }
 };
+// policy (may be null: a full cache) bounds the KV cache (KvPolicy::peak_bytes); a policy that compresses
+// prompts layer by layer also keeps the residual stream of the whole prompt (counted with the activations).
 MemoryEstimate estimate_bench_memory(const ModelSource& source, int64_t n_ctx, int64_t n_batch, int n_threads,
-                                     DType kv_type = DType::F32);
+                                     DType kv_type = DType::F32, const KvPolicy* policy = nullptr);
 
 // Throws Error saying which options to lower when the KV cache and activations (the memory that cannot be
 // paged back to the file) exceed `available` bytes. available == 0 means unknown: nothing is refused.
@@ -97,8 +99,13 @@ struct BenchResult {
   BenchTest test;
   std::vector<uint64_t> samples_ns;  // [repetitions] wall time of each timed run
   SampleStats rate;                  // tokens per second over the repetitions
-  uint64_t kv_bytes = 0;             // the session's KV cache bytes at the end of a timed run (its largest)
+  uint64_t kv_bytes = 0;             // the most the session's KV cache held during a timed run
   uint64_t peak_rss_bytes = 0;       // VmHWM right after the test
+  // The KV policy's work during the timed runs (summed over repetitions; 0 without a compressing policy):
+  // layers compressed (each compression covers every head of one layer) and the wall time it took.
+  int64_t kv_compressions = 0;
+  double kv_compress_seconds = 0;
+  int64_t kv_budget = 0;  // entries per KV head the policy compressed to
 };
 
 struct BenchProgress {

@@ -126,10 +126,20 @@ GenerationResult generate(Session& session, const Tokenizer* tokenizer, std::spa
   // Prefill in chunks so that a long prompt reports progress.
   const Clock::time_point prefill_start = Clock::now();
   std::vector<float> logits;  // [n_vocab] at the last evaluated position
-  for (int64_t start = 0; start < n_prompt; start += options.n_batch) {
-    const int64_t len = std::min(options.n_batch, n_prompt - start);
-    logits = session.eval(prompt.subspan(static_cast<size_t>(start), static_cast<size_t>(len)), false);
-    if (options.on_prefill) options.on_prefill(start + len, n_prompt);
+  const KvPolicy* policy = session.kv().policy();
+  if (policy != nullptr && policy->compresses_prefill()) {
+    // The policy compresses each layer once the whole prompt is in it: one eval, layer by layer (chunked by
+    // the session's n_batch).
+    logits = session.eval(prompt, false, [&](int64_t done, int64_t total) {
+      if (options.on_prefill) options.on_prefill(done, total);
+      return true;
+    });
+  } else {
+    for (int64_t start = 0; start < n_prompt; start += options.n_batch) {
+      const int64_t len = std::min(options.n_batch, n_prompt - start);
+      logits = session.eval(prompt.subspan(static_cast<size_t>(start), static_cast<size_t>(len)), false);
+      if (options.on_prefill) options.on_prefill(start + len, n_prompt);
+    }
   }
   result.prefill_seconds = seconds_since(prefill_start);
 

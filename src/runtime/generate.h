@@ -40,7 +40,8 @@ struct GenerationOptions {
   SamplerParams sampler;
   std::vector<std::string> stop;  // stop strings (text level; need a tokenizer), none empty
   bool ignore_eos = false;        // never sample the end-of-generation tokens
-  int64_t n_batch = 512;          // prompt tokens per Session::eval call while prefilling (>= 1)
+  int64_t n_batch = 512;          // prompt tokens per Session::eval call while prefilling (>= 1); under a
+                                  // KV policy that compresses prompts, one call (the session's n_batch)
 
   // Called after each prefill chunk with prompt tokens done so far and the prompt length.
   std::function<void(int64_t done, int64_t total)> on_prefill;

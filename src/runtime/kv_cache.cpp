@@ -43,6 +43,15 @@ uint64_t KvCache::bytes_needed(const KvCacheOptions& o) {
   return bytes_per_token(o) * static_cast<uint64_t>(padded);
 }
 
+uint64_t KvCache::head_bytes(const KvCacheOptions& o, int64_t n_entries, bool with_bias) {
+  const auto slots = static_cast<uint64_t>(blocks_for(n_entries, o.block_size) * o.block_size);
+  return slots * (2 * row_bytes(o.type, o.head_dim) + sizeof(int32_t) + (with_bias ? sizeof(float) : 0));
+}
+
+uint64_t KvPolicy::peak_bytes(const KvCacheOptions& options) const {
+  return KvCache::bytes_needed(options);
+}
+
 uint64_t KvCache::bytes() const {
   uint64_t total = 0;
   for (const Head& h : heads_) {
@@ -55,6 +64,18 @@ uint64_t KvCache::bytes() const {
 
 void KvCache::clear() {
   for (Head& h : heads_) h = Head{};
+  if (policy_) policy_->reset();
+  if (selector_) selector_->reset();
+}
+
+void KvCache::set_selector(std::shared_ptr<AttentionSelector> selector) {
+  selector_ = std::move(selector);
+  if (selector_) selector_->reset();
+}
+
+void KvCache::key_rewritten(int64_t layer, int64_t kv_head, int64_t j) {
+  ARIADNE_CHECK(j >= 0 && j < size(layer, kv_head), "key_rewritten: entry out of range");
+  if (selector_) selector_->after_rewrite(*this, layer, kv_head, j);
 }
 
 void KvCache::truncate(int64_t n_positions) {
@@ -123,6 +144,11 @@ float* KvCache::bias(int64_t layer, int64_t kv_head) {
   return h.bias.empty() ? nullptr : h.bias.data();
 }
 
+const float* KvCache::bias(int64_t layer, int64_t kv_head) const {
+  const Head& h = head(layer, kv_head);
+  return h.bias.empty() ? nullptr : h.bias.data();
+}
+
 void KvCache::enable_bias(int64_t layer, int64_t kv_head) {
   Head& h = head(layer, kv_head);
   if (!h.bias.empty()) return;
@@ -147,6 +173,7 @@ void KvCache::compact(int64_t layer, int64_t kv_head, std::span<const int64_t> k
   }
   h.n = out;
   release(h);
+  if (selector_) selector_->after_compact(*this, layer, kv_head, keep);
 }
 
 void KvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
@@ -164,9 +191,12 @@ void KvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, co
       kernels.quantize(k + t * row + g * d, key_row(layer, g, h.n + t), d);
       kernels.quantize(v + t * row + g * d, value_row(layer, g, h.n + t), d);
       h.positions[static_cast<size_t>(h.n + t)] = positions[t];
+      // A slot a compaction vacated may still hold an old entry's bias: new entries start unbiased.
+      if (!h.bias.empty()) h.bias[static_cast<size_t>(h.n + t)] = 0.0f;
     }
     h.n += n_tokens;
   }
+  if (selector_) selector_->after_store(ctx, *this, layer, n_tokens);
   if (policy_) policy_->after_store(*this, layer, n_tokens);
 }
 
@@ -179,6 +209,7 @@ void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::Attentio
   std::vector<cpu::KvHeadView> views(static_cast<size_t>(n_kv));
   // A selector chooses entries per query token; with one token (decode) its choice applies to the whole call.
   const bool sparse_ok = selector_ != nullptr && query.n_tokens == 1;
+  if (sparse_ok) selector_->begin_select(ctx, *this, layer, query);
   for (int64_t g = 0; g < n_kv; ++g) {
     const Head& h = head(layer, g);
     auto& kp = k_ptrs[static_cast<size_t>(g)];
@@ -217,6 +248,7 @@ void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::Attentio
   p.out = query.out;
   p.out_token_stride = query.n_heads * options_.head_dim;
   cpu::attention(p, ctx.pool);
+  if (policy_) policy_->after_attend(ctx, *this, layer, query);
 }
 
 }  // namespace ariadne

@@ -4,8 +4,9 @@
 // the blocks and per-entry arrays hold at this moment.
 //
 // Two interfaces sit on it (docs/architecture.md, "KV memory and attention"):
-//  - KvPolicy decides what the cache keeps (full; later Chelsea, StreamingLLM, SnapKV). It may rewrite one
-//    head's entries through entries()/compact()/set_bias().
+//  - KvPolicy decides what the cache keeps (full here; Chelsea, StreamingLLM and SnapKV in chelsea.h,
+//    streaming.h, snapkv.h). It may rewrite one head's entries through
+//    key_row()/value_row()/bias()/compact().
 //  - AttentionSelector decides what attention reads (dense; later HATA, exact top-k, Quest): an index subset
 //    of a head's entries per query. Per-entry logit biases (Chelsea's ln(degree)) are read in every path.
 #pragma once
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -32,12 +34,47 @@ struct KvCacheOptions {
 
 class KvCache;
 
-// What the cache keeps. Called after every store() with the layer just written.
+// Counters a policy keeps about its work (zero for policies that never rewrite the cache).
+struct KvPolicyStats {
+  int64_t budget = 0;                // entries per KV head the last prompt was compressed to (B), 0: none yet
+  bool budget_clamped = false;       // B was raised to the policy's smallest budget (chelsea.md §6)
+  int64_t prefill_compressions = 0;  // (layer, prompt) pairs compressed after a prefill
+  int64_t decode_compressions = 0;   // layers compressed during decode (every head of the layer at once)
+  double prefill_seconds = 0;        // wall time spent compressing after prefills
+  double decode_seconds = 0;         // wall time spent compressing during decode
+};
+
+// What the cache keeps. The cache calls after_store() after every store() and after_attend() after every
+// attend(); a Session calls the prefill hooks around a multi-token evaluation when compresses_prefill().
 class KvPolicy {
  public:
   virtual ~KvPolicy() = default;
   virtual std::string_view name() const = 0;
   virtual void after_store(KvCache& cache, int64_t layer, int64_t n_new) = 0;
+  // After attention over `layer` (the queries have read the entries, the new ones included).
+  virtual void after_attend(const ops::Context& ctx, KvCache& cache, int64_t layer,
+                            const ops::AttentionQuery& query) {}
+
+  // True when the policy rewrites the cache once a prompt is in: Session then evaluates every multi-token
+  // call layer by layer (all chunks through layer l before any goes through layer l + 1), calling
+  // begin_prefill, after_prefill(l) for each layer once it holds the whole prompt, then end_prefill. So at
+  // most one layer is uncompressed at a time, and the prompt itself still sees every entry.
+  virtual bool compresses_prefill() const { return false; }
+  // n_positions: positions the sequence will hold once this prompt is in (n_past + prompt tokens).
+  virtual void begin_prefill(KvCache& cache, int64_t n_positions) {}
+  virtual void after_prefill(const ops::Context& ctx, KvCache& cache, int64_t layer) {}
+  virtual void end_prefill(KvCache& cache) {}
+
+  // Tokens the caller means to generate after the next prompt (chelsea.md's Γ), for budgets that count them.
+  virtual void set_generation_budget(int64_t n_tokens) {}
+  // The most bytes a cache of these options can hold under this policy (sizing before any work): every
+  // head full unless the policy bounds it.
+  virtual uint64_t peak_bytes(const KvCacheOptions& options) const;
+  // Called by KvCache::clear(): the sequence starts over.
+  virtual void reset() {}
+  virtual KvPolicyStats stats() const { return {}; }
+  // One line for users: the policy and its parameters ("chelsea: budget 0.2, ...").
+  virtual std::string describe() const { return std::string(name()); }
 };
 
 // Keeps every entry: the dense baseline.
@@ -55,6 +92,26 @@ class AttentionSelector {
   // q: the group's query heads for one token, [group][head_dim]. Fills indices (ascending) when sparse.
   virtual bool select(const KvCache& cache, int64_t layer, int64_t kv_head, const float* q, int64_t group,
                       std::vector<int32_t>& indices) = 0;
+
+  // Called once per decode step of `layer` before the per-head select() calls, with the whole query: a
+  // selector may choose for every head at once here (on the context's threads) and only hand the result out
+  // in select().
+  virtual void begin_select(const ops::Context& ctx, const KvCache& cache, int64_t layer,
+                            const ops::AttentionQuery& query) {}
+
+  // Side data a selector keeps per entry (HATA's key codes, Quest's page bounds) follows the cache through
+  // these calls. after_store: the last n_new entries of every head of `layer` are new (called before the
+  // policy's after_store). after_compact: a head kept entries keep[0] < keep[1] < ... (compact(),
+  // truncate()). after_rewrite: a policy changed entry j's key in place (a Chelsea centroid;
+  // KvCache::key_rewritten). reset: the cache was cleared, or the selector was just set (entries already held
+  // are new to it then, and it catches up on them by itself).
+  virtual void after_store(const ops::Context& ctx, const KvCache& cache, int64_t layer, int64_t n_new) {}
+  virtual void after_compact(const KvCache& cache, int64_t layer, int64_t kv_head,
+                             std::span<const int64_t> keep) {}
+  virtual void after_rewrite(const KvCache& cache, int64_t layer, int64_t kv_head, int64_t j) {}
+  virtual void reset() {}
+  // Bytes of that side data now.
+  virtual uint64_t bytes() const { return 0; }
 };
 
 class KvCache : public ops::KvMemory {
@@ -65,9 +122,14 @@ class KvCache : public ops::KvMemory {
   static uint64_t bytes_needed(const KvCacheOptions& options);
   // Bytes one cached token costs (K and V, all layers and heads, plus its position).
   static uint64_t bytes_per_token(const KvCacheOptions& options);
+  // Bytes one head holds with n_entries entries (whole blocks, positions, and biases when with_bias).
+  static uint64_t head_bytes(const KvCacheOptions& options, int64_t n_entries, bool with_bias);
 
   void set_policy(std::shared_ptr<KvPolicy> policy) { policy_ = std::move(policy); }
-  void set_selector(std::shared_ptr<AttentionSelector> selector) { selector_ = std::move(selector); }
+  // The selector is reset() when set.
+  void set_selector(std::shared_ptr<AttentionSelector> selector);
+  KvPolicy* policy() const { return policy_.get(); }
+  AttentionSelector* selector() const { return selector_.get(); }
 
   void store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, const int32_t* positions,
              const float* k, const float* v) override;
@@ -76,7 +138,7 @@ class KvCache : public ops::KvMemory {
   const KvCacheOptions& options() const { return options_; }
   int64_t size(int64_t layer, int64_t kv_head) const { return head(layer, kv_head).n; }
   uint64_t bytes() const;  // held now
-  void clear();            // drops every entry and frees every block
+  void clear();            // drops every entry and frees every block (and resets the policy)
   // Drops every entry at position >= n_positions in every head (what a chat does when the re-rendered
   // conversation departs from what is cached) and frees the blocks no longer needed. Entries a policy kept
   // for earlier positions stay as the policy left them.
@@ -93,10 +155,14 @@ class KvCache : public ops::KvMemory {
   uint8_t* value_row(int64_t layer, int64_t kv_head, int64_t j);
   // Per-entry additive logit bias (ln(degree)); enabling it sets every existing entry's bias to 0.
   float* bias(int64_t layer, int64_t kv_head);  // null until enable_bias
+  const float* bias(int64_t layer, int64_t kv_head) const;
   void enable_bias(int64_t layer, int64_t kv_head);
   // Keeps entries keep[0] < keep[1] < ... in that order (rows, positions, biases move down) and frees the
   // blocks no longer needed.
   void compact(int64_t layer, int64_t kv_head, std::span<const int64_t> keep);
+  // A policy that rewrote entry j's key in place through key_row() says so here, so that what a selector
+  // derived from the key (HATA's code) is derived again.
+  void key_rewritten(int64_t layer, int64_t kv_head, int64_t j);
 
  private:
   struct Head {
