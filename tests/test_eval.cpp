@@ -470,11 +470,14 @@ TEST(EvalMethods, SpecsParseAndUnknownNamesListTheKnownOnes) {
     EXPECT_THROW(eval::parse_method_spec(bad), Error) << bad;
   const eval::MethodRegistry r = eval::builtin_methods();
   EXPECT_EQ(r.parse_list("full").size(), 1u);
+  for (const char* policy : {"chelsea:0.2", "streaming:0.2", "snapkv:1024"})
+    EXPECT_EQ(r.parse(policy).text, policy);
+  EXPECT_THROW(r.parse("chelsea"), Error);  // the KV policies need a budget
   try {
-    r.parse_list("full,chelsea:0.2");
+    r.parse_list("full,nosuch:0.2");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown method 'chelsea'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown method 'nosuch'"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("full"), std::string::npos) << e.what();
   }
   EXPECT_THROW(r.parse("full:0.5"), Error);
@@ -578,9 +581,9 @@ TEST(EvalCli, RunResumesAndReports) {
   EXPECT_NE(r.out.find("already"), std::string::npos) << r.out;
   EXPECT_EQ(lines_of(test::read_text(dir.file("b.jsonl"))).size(), 6u);
   // Unknown methods fail before the model is loaded.
-  r = test::run_cli("eval run " + model + " --tasks " + tasks + " --method full,chelsea:0.2");
+  r = test::run_cli("eval run " + model + " --tasks " + tasks + " --method full,nosuch:0.2");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("unknown method 'chelsea'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unknown method 'nosuch'"), std::string::npos) << r.out;
 
   // The report: markdown on stdout, HTML with the table and one SVG per plot.
   r = test::run_cli("eval report " + dir.file("a.jsonl") + " --results " + dir.file("b.jsonl") + " --html " +

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ariadne/ariadne.h"
@@ -200,8 +201,13 @@ class Session {
     detail::check(ariadne_session_truncate(session_.get(), n_keep, &e), e);
   }
   ariadne_cache_stats cache_stats() const { return ariadne_session_cache_stats(session_.get()); }
+  std::string kv_policy() const { return ariadne_session_kv_policy(session_.get()); }
+  ariadne_kv_policy_stats kv_policy_stats() const { return ariadne_session_kv_policy_stats(session_.get()); }
+  std::string attention() const { return ariadne_session_attention(session_.get()); }
+  ariadne_attention_stats attention_stats() const { return ariadne_session_attention_stats(session_.get()); }
   ariadne_timings timings() const { return ariadne_session_timings(session_.get()); }
   void reset_timings() { ariadne_session_reset_timings(session_.get()); }
+  ariadne_session* get() { return session_.get(); }
 
  private:
   std::unique_ptr<ariadne_session, decltype(&ariadne_session_free)> session_{nullptr, &ariadne_session_free};
@@ -271,6 +277,88 @@ class TextStream {
  private:
   std::unique_ptr<ariadne_text_stream, decltype(&ariadne_text_stream_free)> stream_{
       nullptr, &ariadne_text_stream_free};
+};
+
+// XL3M context selection (ariadne_xl3m): feed the input, select on a session, read the key context.
+class Xl3m {
+ public:
+  Xl3m(const Model& model, const ariadne_xl3m_params& params) {
+    ariadne_error e;
+    xl3m_.reset(detail::check(ariadne_xl3m_create(model.get(), &params, &e), e));
+  }
+  void set_prefix_text(std::string_view text) {
+    ariadne_error e;
+    detail::check(ariadne_xl3m_set_prefix_text(xl3m_.get(), text.data(), text.size(), &e), e);
+  }
+  void set_prefix_tokens(const std::vector<int32_t>& ids) {
+    ariadne_error e;
+    detail::check(
+        ariadne_xl3m_set_prefix_tokens(xl3m_.get(), ids.data(), static_cast<int32_t>(ids.size()), &e), e);
+  }
+  void add_text(std::string_view text) {
+    ariadne_error e;
+    detail::check(ariadne_xl3m_add_text(xl3m_.get(), text.data(), text.size(), &e), e);
+  }
+  void add_tokens(const std::vector<int32_t>& ids) {
+    ariadne_error e;
+    detail::check(ariadne_xl3m_add_tokens(xl3m_.get(), ids.data(), static_cast<int32_t>(ids.size()), &e), e);
+  }
+  void reserve(int64_t n) {
+    ariadne_error e;
+    detail::check(ariadne_xl3m_reserve(xl3m_.get(), n, &e), e);
+  }
+  void set_question_text(std::string_view text) {
+    ariadne_error e;
+    detail::check(ariadne_xl3m_set_question_text(xl3m_.get(), text.data(), text.size(), &e), e);
+  }
+  void set_question_tokens(const std::vector<int32_t>& ids) {
+    ariadne_error e;
+    detail::check(
+        ariadne_xl3m_set_question_tokens(xl3m_.get(), ids.data(), static_cast<int32_t>(ids.size()), &e), e);
+  }
+  // progress(segments done, segments) after each segment; returning false cancels (ApiError). An exception
+  // it throws cancels the selection and is rethrown here.
+  void select(Session& session, const std::function<bool(int32_t, int32_t)>& progress = {}) {
+    struct Context {
+      const std::function<bool(int32_t, int32_t)>* progress;
+      std::exception_ptr error;
+    } context{&progress, nullptr};
+    auto trampoline = [](int32_t done, int32_t total, void* user) -> bool {
+      auto* c = static_cast<Context*>(user);
+      try {
+        return (*c->progress)(done, total);
+      } catch (...) {
+        c->error = std::current_exception();
+        return false;
+      }
+    };
+    ariadne_error e;
+    const int rc =
+        ariadne_xl3m_select(xl3m_.get(), session.get(), progress ? +trampoline : nullptr, &context, &e);
+    if (context.error) std::rethrow_exception(context.error);
+    detail::check(rc, e);
+  }
+  std::vector<int32_t> key_context() const {
+    std::vector<int32_t> ids(static_cast<size_t>(ariadne_xl3m_key_context(xl3m_.get(), nullptr, 0)));
+    ariadne_xl3m_key_context(xl3m_.get(), ids.data(), static_cast<int32_t>(ids.size()));
+    return ids;
+  }
+  ariadne_xl3m_stats stats() const { return ariadne_xl3m_get_stats(xl3m_.get()); }
+  ariadne_xl3m_segment segment(int32_t index) const {
+    ariadne_error e;
+    ariadne_xl3m_segment s{};
+    detail::check(ariadne_xl3m_get_segment(xl3m_.get(), index, &s, &e), e);
+    return s;
+  }
+  std::pair<int64_t, int64_t> span(int32_t index) const {
+    ariadne_error e;
+    int64_t begin = 0, end = 0;
+    detail::check(ariadne_xl3m_get_span(xl3m_.get(), index, &begin, &end, &e), e);
+    return {begin, end};
+  }
+
+ private:
+  std::unique_ptr<ariadne_xl3m, decltype(&ariadne_xl3m_free)> xl3m_{nullptr, &ariadne_xl3m_free};
 };
 
 }  // namespace ariadne::api

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -16,11 +17,16 @@
 #include "core/error.h"
 #include "formats/model_source.h"
 #include "runtime/bench.h"
+#include "runtime/chelsea_sidecar.h"
 #include "runtime/generate.h"
+#include "runtime/kv_policies.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
+#include "runtime/sparse_attention.h"
+#include "runtime/xl3m.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/load.h"
+#include "tokenizer/stream_encoder.h"
 #include "tokenizer/tokenizer.h"
 
 struct ariadne_model {
@@ -32,6 +38,9 @@ struct ariadne_model {
 
 struct ariadne_session {
   std::unique_ptr<ariadne::Session> session;
+  std::string kv_policy;                              // ariadne_session_kv_policy
+  std::string attention;                              // ariadne_session_attention
+  std::shared_ptr<ariadne::SparseSelector> selector;  // null: dense
   int64_t n_batch = 512;
   std::vector<float> logits;    // [n_vocab] of the last position; empty when there is none
   std::vector<int32_t> tokens;  // [n_past] the ids the session holds
@@ -110,6 +119,56 @@ ariadne::SessionOptions session_options(const ariadne_session_params* params) {
   return o;
 }
 
+// The KV policy the parameters ask for (null: full). note receives what chelsea's outlier sidecar lookup
+// found.
+// The session's attention selector (null: dense), from attn, attn_topk, attn_dense_layers, attn_sink,
+// attn_recent and hata_sidecar.
+std::shared_ptr<ariadne::SparseSelector> attention_selector(const ariadne_model* m,
+                                                            const ariadne_session_params* p) {
+  if (p == nullptr || p->attn == nullptr || std::string_view(p->attn) == "dense") return nullptr;
+  ariadne::SparseAttentionConfig c;
+  c.method = p->attn;
+  c.topk = p->attn_topk;
+  if (p->attn_dense_layers != nullptr)
+    c.dense_layers = ariadne::parse_layer_list(p->attn_dense_layers, "attn_dense_layers");
+  c.sink = p->attn_sink;
+  c.recent = p->attn_recent;
+  if (p->hata_sidecar != nullptr) c.sidecar = p->hata_sidecar;
+  if (p->attn_score != nullptr) {
+    ariadne::HataScore score;
+    if (!ariadne::parse_hata_score(p->attn_score, &score))
+      ariadne::fail("attn_score: '{}' is not norm or hamming", p->attn_score);
+    c.score = score;
+  }
+  ariadne::validate_sparse_attention(c);
+  return ariadne::make_sparse_selector(c, *m->source);
+}
+
+std::shared_ptr<ariadne::KvPolicy> kv_policy(const ariadne_model* m, const ariadne_session_params* p,
+                                             std::string* note) {
+  if (p == nullptr || p->kv_policy == nullptr || std::string_view(p->kv_policy) == "full") return nullptr;
+  ariadne::KvPolicyConfig c;
+  c.name = p->kv_policy;
+  if (p->kv_budget < 0) ariadne::fail("kv_budget: expected a budget > 0 (0: 0.2), got {}", p->kv_budget);
+  if (p->chelsea_chunk < 0 || p->chelsea_interval < 0 || p->kv_generation < 0)
+    ariadne::fail("chelsea_chunk, chelsea_interval and kv_generation must be >= 0 (0: the default)");
+  if (p->kv_budget > 0) c.budget = p->kv_budget;
+  c.sink = p->kv_sink == 0 ? -1 : std::max(p->kv_sink, 0);
+  c.recent = p->kv_recent == 0 ? -1 : std::max(p->kv_recent, 0);
+  if (p->chelsea_chunk > 0) c.chunk = p->chelsea_chunk;
+  if (p->chelsea_interval > 0) c.interval = p->chelsea_interval;
+  if (p->kv_generation > 0) c.generation = p->kv_generation;
+  ariadne::validate_kv_policy(c);
+  if (c.name == "chelsea" && (p->kv_sidecar == nullptr || p->kv_sidecar[0] != '\0')) {
+    const ariadne::ChelseaOutliers found =
+        ariadne::load_chelsea_outliers(*m->source, c.budget, p->kv_sidecar != nullptr ? p->kv_sidecar : "");
+    c.outliers = found.outliers;
+    c.outliers_source = found.path;
+    if (note != nullptr) *note = found.note;
+  }
+  return ariadne::make_kv_policy(c);
+}
+
 // Session's default context, for estimates made before a session exists.
 int64_t resolved_context(const ariadne::ModelConfig& c, int64_t n_ctx) {
   return n_ctx > 0 ? n_ctx : std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
@@ -133,7 +192,7 @@ ariadne::SamplerParams to_sampler_params(const ariadne_sampler_params& p) {
   return sp;
 }
 
-// Runs ids through the session in chunks of n_batch, keeping tokens in step with it.
+// Runs ids through the session (chunked by n_batch inside), keeping tokens in step with it.
 void prefill(ariadne_session* s, const int32_t* ids, int32_t n, ariadne_progress_callback progress,
              void* user) {
   if (n <= 0 || ids == nullptr) ariadne::fail("prefill: no tokens given");
@@ -147,16 +206,31 @@ void prefill(ariadne_session* s, const int32_t* ids, int32_t n, ariadne_progress
     if (ids[i] < 0 || ids[i] >= n_vocab)
       ariadne::fail("token id {} at index {} is outside the vocabulary [0, {})", ids[i], i, n_vocab);
   s->logits.clear();
-  for (int32_t done = 0; done < n;) {
-    const auto len = static_cast<int32_t>(std::min<int64_t>(s->n_batch, n - done));
-    std::vector<float> logits =
-        session.eval(std::span<const int32_t>(ids + done, static_cast<size_t>(len)), false);
-    s->tokens.insert(s->tokens.end(), ids + done, ids + done + len);
-    done += len;
-    if (done == n) s->logits = std::move(logits);
-    if (progress != nullptr && !progress(done, n, user))
-      ariadne::fail("prefill cancelled after {} of {} tokens", done, n);
+  const int64_t before = session.n_past();
+  // tokens follows the session, also when the eval stops early (the chunks done stay; a cancelled
+  // layer-by-layer prefill clears the session).
+  auto sync = [&] {
+    const int64_t now = session.n_past();
+    if (now < before) {
+      s->tokens.resize(static_cast<size_t>(now));
+    } else {
+      s->tokens.insert(s->tokens.end(), ids, ids + (now - before));
+    }
+  };
+  ariadne::EvalProgress on_chunk;
+  if (progress != nullptr)
+    on_chunk = [&](int64_t done, int64_t total) {
+      return progress(static_cast<int32_t>(done), static_cast<int32_t>(total), user);
+    };
+  std::vector<float> logits;
+  try {
+    logits = session.eval(std::span<const int32_t>(ids, static_cast<size_t>(n)), false, on_chunk);
+  } catch (...) {
+    sync();
+    throw;
   }
+  sync();
+  s->logits = std::move(logits);
 }
 
 // Adds the wall time of its scope and the tokens the session gained to a pair of timing fields, also when
@@ -331,8 +405,9 @@ int ariadne_estimate_memory(const ariadne_model* m, const ariadne_session_params
   return guarded<int>(err, -1, [&] {
     const ariadne::SessionOptions o = session_options(params);
     const int64_t n_ctx = resolved_context(m->source->config, o.n_ctx);
+    const std::shared_ptr<ariadne::KvPolicy> policy = kv_policy(m, params, nullptr);
     const ariadne::MemoryEstimate e =
-        ariadne::estimate_bench_memory(*m->source, n_ctx, o.n_batch, o.n_threads, o.kv_type);
+        ariadne::estimate_bench_memory(*m->source, n_ctx, o.n_batch, o.n_threads, o.kv_type, policy.get());
     *out = ariadne_memory_estimate{};
     out->weights = e.weights;
     out->kv = e.kv;
@@ -351,10 +426,19 @@ uint64_t ariadne_peak_resident_bytes(void) {
 ariadne_session* ariadne_session_create(const ariadne_model* m, const ariadne_session_params* params,
                                         ariadne_error* err) {
   return guarded<ariadne_session*>(err, nullptr, [&] {
-    const ariadne::SessionOptions o = session_options(params);
+    ariadne::SessionOptions o = session_options(params);
     auto s = std::make_unique<ariadne_session>();
     s->n_batch = o.n_batch;
+    std::string note;
+    o.kv_policy = kv_policy(m, params, &note);
+    s->kv_policy = o.kv_policy ? o.kv_policy->describe() : "full";
+    if (!note.empty() &&
+        (o.kv_policy == nullptr || s->kv_policy.find("outlier heads kept full") == std::string::npos))
+      s->kv_policy += "; " + note;
     s->session = std::make_unique<ariadne::Session>(m->source, o);
+    s->selector = attention_selector(m, params);
+    s->attention = s->selector ? s->selector->describe() : "dense";
+    if (s->selector) s->session->kv().set_selector(s->selector);
     return s.release();
   });
 }
@@ -420,6 +504,44 @@ ariadne_cache_stats ariadne_session_cache_stats(const ariadne_session* s) {
   for (int64_t l = 0; l < kv.options().n_layer; ++l)
     for (int64_t g = 0; g < kv.options().n_kv_heads; ++g) st.entries += kv.size(l, g);
   st.n_ctx = static_cast<int32_t>(kv.options().n_ctx);
+  return st;
+}
+
+const char* ariadne_session_kv_policy(const ariadne_session* s) {
+  return s->kv_policy.c_str();
+}
+
+ariadne_kv_policy_stats ariadne_session_kv_policy_stats(const ariadne_session* s) {
+  ariadne_kv_policy_stats st{};
+  const ariadne::KvPolicy* policy = s->session->kv().policy();
+  if (policy == nullptr) return st;
+  const ariadne::KvPolicyStats p = policy->stats();
+  st.budget = p.budget;
+  st.budget_clamped = p.budget_clamped;
+  st.prefill_compressions = p.prefill_compressions;
+  st.decode_compressions = p.decode_compressions;
+  st.prefill_seconds = p.prefill_seconds;
+  st.decode_seconds = p.decode_seconds;
+  return st;
+}
+
+const char* ariadne_session_attention(const ariadne_session* s) {
+  return s->attention.c_str();
+}
+
+ariadne_attention_stats ariadne_session_attention_stats(const ariadne_session* s) {
+  ariadne_attention_stats st{};
+  if (!s->selector) return st;
+  const ariadne::SparseAttentionStats& a = s->selector->stats();
+  st.steps = a.steps;
+  st.sparse_heads = a.sparse_heads;
+  st.dense_heads = a.dense_heads;
+  st.entries_read = a.entries_read;
+  st.entries_held = a.entries_held;
+  st.encode_seconds = a.encode_seconds;
+  st.score_seconds = a.score_seconds;
+  st.select_seconds = a.select_seconds;
+  st.side_bytes = s->selector->bytes();
   return st;
 }
 
@@ -555,6 +677,296 @@ const char* ariadne_text_stream_take(ariadne_text_stream* s, size_t* length) {
 const char* ariadne_text_stream_text(const ariadne_text_stream* s, size_t* length) {
   if (length != nullptr) *length = s->matcher->text().size();
   return s->matcher->text().c_str();
+}
+
+}  // extern "C"
+
+// ---- XL3M ----
+
+struct ariadne_xl3m {
+  const ariadne_model* model;
+  ariadne::Xl3mOptions options;
+  bool add_bos = true;
+  bool parse_special = true;
+  std::optional<std::vector<int32_t>> prefix;     // P as set; unset: BOS alone
+  std::vector<int32_t> content;                   // [n] every content id so far
+  std::optional<std::vector<int32_t>> question;   // Xt as set; unset: taken from the content's tail
+  std::optional<ariadne::StreamEncoder> encoder;  // with a tokenizer
+  std::unique_ptr<ariadne::SentenceBoundaries> boundaries;
+  // After a select.
+  bool selected = false;
+  ariadne::Xl3mResult result;
+  std::vector<int32_t> ranks;  // [segments] rank by score
+  int64_t n_input = 0;
+  int64_t n_prefix = 0;
+  int64_t n_question = 0;
+};
+
+namespace {
+
+void xl3m_flush(ariadne_xl3m* x) {
+  if (x->encoder) x->encoder->finish(x->content);
+}
+
+std::vector<int32_t> checked_ids(const ariadne_xl3m* x, const int32_t* ids, int32_t n, const char* what) {
+  if (n < 0 || (n > 0 && ids == nullptr)) ariadne::fail("xl3m {}: expected n >= 0 ids, got {}", what, n);
+  const int32_t n_vocab = ariadne_model_n_vocab(x->model);
+  for (int32_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= n_vocab)
+      ariadne::fail("xl3m {}: token id {} at index {} is outside the vocabulary [0, {})", what, ids[i], i,
+                    n_vocab);
+  return std::vector<int32_t>(ids, ids + n);
+}
+
+}  // namespace
+
+extern "C" {
+
+ariadne_xl3m_params ariadne_xl3m_default_params(void) {
+  ariadne_xl3m_params p{};
+  p.window = 0;
+  p.n_gen = 512;
+  p.segment = 0;
+  p.overlap = -1;
+  p.top_k = 0;
+  p.score = ARIADNE_XL3M_LAST_ENTROPY;
+  p.snap = true;
+  p.separator = nullptr;
+  p.question_tokens = 64;
+  p.max_question = 512;
+  p.add_bos = true;
+  p.parse_special = true;
+  return p;
+}
+
+ariadne_xl3m* ariadne_xl3m_create(const ariadne_model* m, const ariadne_xl3m_params* params,
+                                  ariadne_error* err) {
+  return guarded<ariadne_xl3m*>(err, nullptr, [&] {
+    if (m == nullptr) ariadne::fail("xl3m: the model is NULL");
+    const ariadne_xl3m_params p = params != nullptr ? *params : ariadne_xl3m_default_params();
+    if (p.window < 0) ariadne::fail("xl3m window: expected >= 0 (0: the trained context), got {}", p.window);
+    if (p.n_gen < 0) ariadne::fail("xl3m n_gen: expected >= 0 answer tokens, got {}", p.n_gen);
+    if (p.segment < 0) ariadne::fail("xl3m segment: expected >= 0 (0: the default), got {}", p.segment);
+    if (p.overlap < -1) ariadne::fail("xl3m overlap: expected >= 0 (-1: the default), got {}", p.overlap);
+    if (p.segment > 0 && p.overlap >= p.segment)
+      ariadne::fail("xl3m overlap: {} is not smaller than the segment length {}", p.overlap, p.segment);
+    if (p.top_k < 0) ariadne::fail("xl3m top_k: expected >= 0 (0: as many as fit), got {}", p.top_k);
+    if (p.score < ARIADNE_XL3M_LAST_ENTROPY || p.score > ARIADNE_XL3M_Q_NLL)
+      ariadne::fail("xl3m score: unknown mode {} (expected 0, 1 or 2)", static_cast<int>(p.score));
+    if (p.question_tokens < 1 || p.max_question < 1)
+      ariadne::fail("xl3m question_tokens and max_question: expected >= 1, got {} and {}", p.question_tokens,
+                    p.max_question);
+    auto x = std::make_unique<ariadne_xl3m>();
+    x->model = m;
+    ariadne::Xl3mOptions& o = x->options;
+    o.window = p.window;
+    o.n_gen = p.n_gen;
+    o.segment = p.segment;
+    o.overlap = p.overlap;
+    o.top_k = p.top_k;
+    o.score = static_cast<ariadne::Xl3mScore>(p.score);
+    o.snap = p.snap;
+    o.question_tokens = p.question_tokens;
+    o.max_question = p.max_question;
+    x->add_bos = p.add_bos;
+    x->parse_special = p.parse_special;
+    const std::string separator = p.separator != nullptr ? p.separator : "\n";
+    if (m->tokenizer) {
+      o.separator = ariadne::xl3m_separator_ids(*m->tokenizer, separator);
+      x->encoder.emplace(*m->tokenizer, p.parse_special);
+      if (p.snap) x->boundaries = std::make_unique<ariadne::SentenceBoundaries>(*m->tokenizer);
+    } else if (!separator.empty()) {
+      // Without a tokenizer the separator has no ids: spans are joined directly.
+      o.separator.clear();
+    }
+    return x.release();
+  });
+}
+
+void ariadne_xl3m_free(ariadne_xl3m* x) {
+  delete x;
+}
+
+int ariadne_xl3m_set_prefix_text(ariadne_xl3m* x, const char* text, size_t length, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    const ariadne::Tokenizer& t = need_tokenizer(x->model);
+    std::vector<int32_t> ids;
+    const ariadne::Vocab& v = t.vocab();
+    if (x->add_bos && v.add_bos && v.bos_id >= 0) ids.push_back(v.bos_id);
+    const std::vector<int32_t> more = t.encode(std::string_view(text, length), false, x->parse_special);
+    ids.insert(ids.end(), more.begin(), more.end());
+    x->prefix = std::move(ids);
+    return 0;
+  });
+}
+
+int ariadne_xl3m_set_prefix_tokens(ariadne_xl3m* x, const int32_t* ids, int32_t n, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    x->prefix = checked_ids(x, ids, n, "prefix");
+    return 0;
+  });
+}
+
+int ariadne_xl3m_add_text(ariadne_xl3m* x, const char* text, size_t length, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    need_tokenizer(x->model);
+    if (length > 0 && text == nullptr) ariadne::fail("xl3m text: NULL with length {}", length);
+    x->encoder->push(std::string_view(text, length), x->content);
+    return 0;
+  });
+}
+
+int ariadne_xl3m_add_tokens(ariadne_xl3m* x, const int32_t* ids, int32_t n, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    const std::vector<int32_t> more = checked_ids(x, ids, n, "content");
+    xl3m_flush(x);  // text before these ids comes first
+    x->content.insert(x->content.end(), more.begin(), more.end());
+    return 0;
+  });
+}
+
+int ariadne_xl3m_reserve(ariadne_xl3m* x, int64_t n, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    if (n < 0) ariadne::fail("xl3m reserve: expected n >= 0 ids, got {}", n);
+    x->content.reserve(static_cast<size_t>(n));
+    return 0;
+  });
+}
+
+int ariadne_xl3m_set_question_text(ariadne_xl3m* x, const char* text, size_t length, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    x->question = need_tokenizer(x->model).encode(std::string_view(text, length), false, x->parse_special);
+    return 0;
+  });
+}
+
+int ariadne_xl3m_set_question_tokens(ariadne_xl3m* x, const int32_t* ids, int32_t n, ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    x->question = checked_ids(x, ids, n, "question");
+    return 0;
+  });
+}
+
+int ariadne_xl3m_select(ariadne_xl3m* x, ariadne_session* s, ariadne_progress_callback progress, void* user,
+                        ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    if (s == nullptr) ariadne::fail("xl3m select: the session is NULL");
+    xl3m_flush(x);
+    x->selected = false;
+    std::vector<int32_t> prefix;
+    if (x->prefix) {
+      prefix = *x->prefix;
+    } else if (x->add_bos) {
+      const int32_t bos = ariadne_model_bos(x->model);
+      const bool adds = x->model->tokenizer ? x->model->tokenizer->vocab().add_bos : bos >= 0;
+      if (adds && bos >= 0) prefix.push_back(bos);
+    }
+    const std::span<const int32_t> content(x->content);
+    ariadne::Xl3mInput in;
+    in.prefix = prefix;
+    const int64_t window = x->options.window > 0 ? x->options.window : x->model->source->config.n_ctx_train;
+    const auto n_all =
+        static_cast<int64_t>(prefix.size() + content.size() + (x->question ? x->question->size() : 0));
+    if (x->question) {
+      in.body = content;
+      in.question = *x->question;
+    } else if (static_cast<int64_t>(prefix.size() + content.size()) + x->options.n_gen <= window) {
+      in.body = content;  // fits: fed as given (a bypass), no question needed
+    } else {
+      const ariadne::TokenSpan q =
+          ariadne::xl3m_tail_question(content, 0, x->options, x->model->tokenizer.get(), x->boundaries.get());
+      in.body = content.subspan(0, static_cast<size_t>(q.begin));
+      in.question = content.subspan(static_cast<size_t>(q.begin), static_cast<size_t>(q.size()));
+    }
+    std::function<void(int64_t, int64_t)> on_segment;
+    if (progress != nullptr) {
+      on_segment = [&](int64_t done, int64_t total) {
+        if (!progress(static_cast<int32_t>(done), static_cast<int32_t>(total), user))
+          ariadne::fail("xl3m selection cancelled after {} of {} segments", done, total);
+      };
+    }
+    s->logits.clear();
+    s->tokens.clear();
+    try {
+      x->result = ariadne::xl3m_key_context(*s->session, in, x->options, x->boundaries.get(), on_segment);
+    } catch (...) {
+      s->session->clear();
+      throw;
+    }
+    if (x->result.key.size() > static_cast<size_t>(INT32_MAX))
+      ariadne::fail("xl3m: a key context of {} tokens is too long", x->result.key.size());
+    // Ranks as the selection orders them.
+    const std::vector<size_t> order = ariadne::xl3m_rank_order(x->result.scores);
+    x->ranks.assign(order.size(), 0);
+    for (size_t r = 0; r < order.size(); ++r) x->ranks[order[r]] = static_cast<int32_t>(r);
+    x->n_input = n_all;
+    x->n_prefix = static_cast<int64_t>(in.prefix.size());
+    x->n_question = static_cast<int64_t>(in.question.size());
+    x->selected = true;
+    return 0;
+  });
+}
+
+int32_t ariadne_xl3m_key_context(const ariadne_xl3m* x, int32_t* ids, int32_t capacity) {
+  if (!x->selected) return 0;
+  const auto n = static_cast<int32_t>(x->result.key.size());
+  if (ids != nullptr && capacity > 0) std::copy_n(x->result.key.begin(), std::min(n, capacity), ids);
+  return n;
+}
+
+ariadne_xl3m_stats ariadne_xl3m_get_stats(const ariadne_xl3m* x) {
+  ariadne_xl3m_stats st{};
+  st.score = static_cast<ariadne_xl3m_score>(x->options.score);
+  if (!x->selected) return st;
+  const ariadne::Xl3mResult& r = x->result;
+  st.selected = true;
+  st.bypass = r.plan.bypass;
+  st.n_input = x->n_input;
+  st.n_prefix = static_cast<int32_t>(x->n_prefix);
+  st.n_body = r.plan.n_body;
+  st.n_question = static_cast<int32_t>(x->n_question);
+  st.window = static_cast<int32_t>(r.plan.window);
+  st.n_gen = static_cast<int32_t>(r.plan.n_gen);
+  st.segment = static_cast<int32_t>(r.plan.segment);
+  st.overlap = static_cast<int32_t>(r.plan.overlap);
+  st.budget = static_cast<int32_t>(r.plan.budget);
+  st.n_segments = static_cast<int32_t>(r.segments.size());
+  st.n_chosen = static_cast<int32_t>(r.selection.chosen.size());
+  st.n_spans = static_cast<int32_t>(r.selection.spans.size());
+  st.n_key = static_cast<int32_t>(r.key.size());
+  st.scored_tokens = r.scored_tokens;
+  st.seconds = r.seconds;
+  return st;
+}
+
+int ariadne_xl3m_get_segment(const ariadne_xl3m* x, int32_t index, ariadne_xl3m_segment* out,
+                             ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    const ariadne::Xl3mResult& r = x->result;
+    if (!x->selected || index < 0 || static_cast<size_t>(index) >= r.segments.size())
+      ariadne::fail("xl3m segment {}: expected an index in [0, {})", index,
+                    x->selected ? r.segments.size() : 0);
+    const auto i = static_cast<size_t>(index);
+    out->begin = r.segments[i].begin;
+    out->end = r.segments[i].end;
+    out->score = r.scores[i];
+    out->rank = x->ranks[i];
+    out->chosen = std::find(r.selection.chosen.begin(), r.selection.chosen.end(), static_cast<int64_t>(i)) !=
+                  r.selection.chosen.end();
+    return 0;
+  });
+}
+
+int ariadne_xl3m_get_span(const ariadne_xl3m* x, int32_t index, int64_t* begin, int64_t* end,
+                          ariadne_error* err) {
+  return guarded<int>(err, -1, [&] {
+    const std::vector<ariadne::TokenSpan>& spans = x->result.selection.spans;
+    if (!x->selected || index < 0 || static_cast<size_t>(index) >= spans.size())
+      ariadne::fail("xl3m span {}: expected an index in [0, {})", index, x->selected ? spans.size() : 0);
+    *begin = spans[static_cast<size_t>(index)].begin;
+    *end = spans[static_cast<size_t>(index)].end;
+    return 0;
+  });
 }
 
 }  // extern "C"

@@ -81,6 +81,11 @@ PerplexityResult run_perplexity(std::shared_ptr<const ModelSource> source, const
   const MethodSpec full = registry.parse("full");
   std::vector<Lane> lanes;
   for (const MethodSpec& m : methods) {
+    if (registry.create(m)->selects_context())
+      fail(
+          "method '{}' chooses what the model reads from a question, and perplexity asks none (use it with "
+          "`eval run`)",
+          m.text);
     Lane lane;
     lane.spec = m;
     lane.session = std::make_unique<Session>(source, so);
@@ -110,6 +115,8 @@ PerplexityResult run_perplexity(std::shared_ptr<const ModelSource> source, const
     for (Lane& lane : lanes) {
       lane.session->clear();
       registry.create(lane.spec)->prepare(*lane.session);
+      // A KV policy's budget counts the tokens decoded after the prefix (chelsea.md §2's Γ).
+      if (KvPolicy* policy = lane.session->kv().policy()) policy->set_generation_budget(o.scored);
       lane.logits = lane.session->eval(prefix, false);
     }
     for (int64_t t = 0; t < o.scored; ++t) {

@@ -28,6 +28,7 @@ struct SampleResult {
   double score = 0;              // 0-1, by the instance's metric
   std::optional<double> strict;  // single-answer tasks
   int64_t n_prompt = 0;          // prompt tokens as this model's tokenizer counts them
+  int64_t n_fed = 0;             // tokens the model read: the prompt, or the context the method selected
   int64_t n_generated = 0;
   std::string stop_reason;
   double prefill_seconds = 0;
@@ -36,6 +37,12 @@ struct SampleResult {
   uint64_t kv_peak_bytes = 0;   // the most it held after any prefill chunk or decode step
   uint64_t peak_rss_bytes = 0;  // the process's peak resident memory so far (VmHWM)
   std::string model;
+  // Context-selecting methods (xl3m, truncate): what they chose and how well, else null. Keys: bypass,
+  // n_segments, n_spans, spans, scored_tokens, seconds, and per queried needle its Body token span
+  // (gold_spans), whether the chosen spans hold it whole (gold_recall: the fraction that are held) and the
+  // best rank of its segments, those holding the most of it (gold_ranks, 1 = the most certain; null when no
+  // segment was scored).
+  nlohmann::json selection;
 };
 
 nlohmann::json to_json(const SampleResult& r);
@@ -66,6 +73,8 @@ class Runner {
   const MethodRegistry& methods_;
   RunnerOptions options_;
   std::unique_ptr<Session> session_;
+  std::unique_ptr<SentenceBoundaries> boundaries_;  // built for the first context-selecting method
+  std::vector<int32_t> separator_;
 };
 
 }  // namespace ariadne::eval

@@ -2,8 +2,8 @@
  * prompt of ../shared/fixtures/llama2c/stories260K/reference_greedy.json, prefill, decode greedily step by
  * step through the sampler, and compare with the reference run's tokens; cache statistics; errors. Then
  * every other function: detokenizing, chat templates, memory estimates, prefill progress and cancelling,
- * truncation, timings, sampler parameters (biases, ignore_eos, validation, reset), and the text stream with
- * stop strings. Exit code 77 (ctest: skipped) when ../shared is absent. */
+ * truncation, timings, sampler parameters (biases, ignore_eos, validation, reset), the text stream with
+ * stop strings, and XL3M context selection. Exit code 77 (ctest: skipped) when ../shared is absent. */
 #include <stdio.h>
 #include <string.h>
 
@@ -194,6 +194,110 @@ static int test_more(ariadne_model* model, const int32_t* prompt, int32_t n_prom
   return 0;
 }
 
+/* Progress of an XL3M selection: counts the calls; cancels at call `stop_at` when that is > 0. */
+typedef struct segment_log {
+  int calls;
+  int32_t last_done, total;
+  int stop_at;
+} segment_log;
+
+static bool on_segment(int32_t done, int32_t total, void* user) {
+  segment_log* log = (segment_log*)user;
+  ++log->calls;
+  log->last_done = done;
+  log->total = total;
+  return log->stop_at <= 0 || log->calls < log->stop_at;
+}
+
+/* XL3M: a story 8x longer than the window, streamed in pieces, answered from the selected segments. */
+static int test_xl3m(ariadne_model* model) {
+  ariadne_error err;
+  const char* story =
+      "Once upon a time, there was a little girl named Lily. She loved to play with her red ball in the "
+      "park. One day, she saw a big dog. The dog was sad because it lost its bone. Lily wanted to help. ";
+  const char* question = "Lily found the bone under the";
+  ariadne_xl3m_params xp = ariadne_xl3m_default_params();
+  CHECK(xp.n_gen == 512 && xp.overlap == -1 && xp.snap && xp.add_bos);
+  xp.n_gen = 16;
+  xp.segment = 64;
+  xp.overlap = 64;
+  CHECK(ariadne_xl3m_create(model, &xp, &err) == NULL && strstr(err.message, "overlap") != NULL);
+  xp.overlap = 8;
+  ariadne_xl3m* x = ariadne_xl3m_create(model, &xp, &err);
+  CHECK(x != NULL);
+  CHECK(!ariadne_xl3m_get_stats(x).selected && ariadne_xl3m_key_context(x, NULL, 0) == 0);
+  const size_t len = strlen(story);
+  for (int rep = 0; rep < 60; ++rep) /* pieces of 37 bytes, cut anywhere */
+    for (size_t pos = 0; pos < len; pos += 37)
+      CHECK(ariadne_xl3m_add_text(x, story + pos, len - pos < 37 ? len - pos : 37, &err) == 0);
+  CHECK(ariadne_xl3m_set_question_text(x, question, strlen(question), &err) == 0);
+
+  ariadne_session_params sp = {0};
+  sp.n_ctx = 512;
+  sp.n_threads = 1;
+  ariadne_session* session = ariadne_session_create(model, &sp, &err);
+  CHECK(session != NULL);
+  segment_log log = {0, 0, 0, 3};
+  CHECK(ariadne_xl3m_select(x, session, on_segment, &log, &err) == -1 && strstr(err.message, "cancelled"));
+  CHECK(ariadne_session_n_past(session) == 0);
+  memset(&log, 0, sizeof log);
+  CHECK(ariadne_xl3m_select(x, session, on_segment, &log, &err) == 0);
+  const ariadne_xl3m_stats st = ariadne_xl3m_get_stats(x);
+  CHECK(st.selected && !st.bypass && st.window == 512 && st.segment == 64 && st.overlap == 8);
+  CHECK(st.n_prefix == 1 && st.n_input == st.n_prefix + st.n_body + st.n_question && st.n_input > 8 * 512);
+  CHECK(log.calls == st.n_segments && log.last_done == st.n_segments && log.total == st.n_segments);
+  CHECK(st.n_key <= 512 - 16 && st.n_chosen >= 1 && st.n_spans >= 1 && st.scored_tokens > st.n_body);
+  CHECK(ariadne_session_n_past(session) == 0);
+
+  /* The key context: BOS, the spans in order with "\n" between them, the question. */
+  int32_t key[512];
+  CHECK(ariadne_xl3m_key_context(x, key, 512) == st.n_key);
+  CHECK(key[0] == 1);
+  int32_t q[64];
+  const int32_t n_q = ariadne_tokenize(model, question, strlen(question), false, false, q, 64, &err);
+  CHECK(n_q == st.n_question && memcmp(key + st.n_key - n_q, q, sizeof(int32_t) * (size_t)n_q) == 0);
+  int64_t content = 0, prev_end = -1;
+  for (int32_t i = 0; i < st.n_spans; ++i) {
+    int64_t b = 0, e = 0;
+    CHECK(ariadne_xl3m_get_span(x, i, &b, &e, &err) == 0 && b > prev_end && e > b);
+    content += e - b;
+    prev_end = e;
+  }
+  CHECK(st.n_key == 1 + content + (st.n_spans - 1) + n_q);
+  int chosen = 0, rank_sum = 0;
+  for (int32_t i = 0; i < st.n_segments; ++i) {
+    ariadne_xl3m_segment seg;
+    CHECK(ariadne_xl3m_get_segment(x, i, &seg, &err) == 0 && seg.end - seg.begin == 64);
+    chosen += seg.chosen;
+    rank_sum += seg.rank;
+  }
+  CHECK(chosen == st.n_chosen && rank_sum == st.n_segments * (st.n_segments - 1) / 2);
+  ariadne_xl3m_segment none;
+  CHECK(ariadne_xl3m_get_segment(x, st.n_segments, &none, &err) == -1);
+
+  /* The answer: prefill the key context and decode. */
+  CHECK(ariadne_session_prefill(session, key, st.n_key, &err) == 0);
+  CHECK(ariadne_session_logits(session) != NULL);
+  ariadne_xl3m_free(x);
+
+  /* An input that fits is fed as given: BOS + the text's ids + the question's. */
+  x = ariadne_xl3m_create(model, &xp, &err);
+  CHECK(x != NULL && ariadne_xl3m_add_text(x, story, len, &err) == 0);
+  const int32_t extra[] = {376, 298};
+  CHECK(ariadne_xl3m_set_question_tokens(x, extra, 2, &err) == 0);
+  CHECK(ariadne_xl3m_select(x, session, NULL, NULL, &err) == 0 && ariadne_xl3m_get_stats(x).bypass);
+  int32_t whole[256];
+  const int32_t n_whole = ariadne_tokenize(model, story, len, true, false, whole, 254, &err);
+  whole[n_whole] = 376;
+  whole[n_whole + 1] = 298;
+  CHECK(ariadne_xl3m_key_context(x, key, 512) == n_whole + 2 &&
+        memcmp(key, whole, sizeof(int32_t) * (size_t)(n_whole + 2)) == 0);
+  CHECK(ariadne_xl3m_set_question_tokens(x, extra, -1, &err) == -1);
+  ariadne_xl3m_free(x);
+  ariadne_session_free(session);
+  return 0;
+}
+
 int main(void) {
   const char* dir = ARIADNE_SHARED_DIR "/fixtures/llama2c/stories260K";
   char model_path[1024], tok_path[1024];
@@ -264,6 +368,7 @@ int main(void) {
   ariadne_session_clear(session);
   CHECK(ariadne_session_n_past(session) == 0 && ariadne_session_cache_stats(session).bytes == 0);
   if (test_more(model, expected, 8) != 0) return 1;
+  if (test_xl3m(model) != 0) return 1;
 
   ariadne_sampler_free(sampler);
   ariadne_session_free(session);

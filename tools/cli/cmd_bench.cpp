@@ -3,6 +3,7 @@
 // --json one JSON array with a record per test (llama-bench's -o json idea, plus memory fields).
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -14,11 +15,14 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_attention.h"
 #include "cache_type.h"
 #include "commands.h"
 #include "core/error.h"
 #include "formats/model_source.h"
+#include "kv_policy_flags.h"
 #include "runtime/bench.h"
+#include "runtime/chelsea_sidecar.h"
 #include "runtime/session.h"
 
 namespace ariadne::cli {
@@ -37,6 +41,9 @@ struct BenchCliOptions {
   bool exact_matmul = false;
   bool no_warmup = false;
   bool json = false;
+  AttentionFlags attn;     // --attn and its parameters
+  bool attn_only = false;  // time one layer's attention alone (bench_attention.h)
+  KvPolicyFlags kv;        // --kv-policy and its parameters
 };
 
 // Numbers are parsed here rather than by CLI11 so that every bad value gets the same kind of message (naming
@@ -184,15 +191,35 @@ class ProgressLine {
 int run_bench_command(const BenchCliOptions& c) {
   if (c.model.empty()) fail("bench needs -m MODEL (a GGUF file, Hugging Face folder or llama2.c .bin)");
   const BenchOptions o = to_bench_options(c);
+  if (c.attn_only)
+    return run_attention_only_bench(c.model, c.attn, o.n_depth, o.n_threads, o.repetitions,
+                                    parse_cache_type(c.cache_type), c.json);
   // What the process held before the model: code, libraries, stacks. Peak RSS minus this is what the run
   // added, the number to compare with the prediction.
   const uint64_t baseline_rss = peak_resident_bytes();
   std::shared_ptr<const ModelSource> source = open_model(c.model);
   const int64_t n_ctx = bench_context(o);
 
+  // The KV policy: its budget counts the generated tokens of the largest tg test after each depth.
+  int64_t generation = 0;
+  for (const int64_t n : o.n_gen) generation = std::max(generation, n);
+  KvPolicyConfig kv_config = kv_policy_config(c.kv, generation);
+  std::string kv_note;
+  if (kv_config.name == "chelsea" && c.kv.sidecar != "none") {
+    const ChelseaOutliers found = load_chelsea_outliers(*source, kv_config.budget, c.kv.sidecar);
+    kv_config.outliers = found.outliers;
+    kv_config.outliers_source = found.path;
+    if (found.outliers.empty()) kv_note = found.note;
+  }
+  std::shared_ptr<KvPolicy> policy = kv_config.name == "full" ? nullptr : make_kv_policy(kv_config);
+  const std::string kv_description =
+      policy == nullptr ? "full" : policy->describe() + (kv_note.empty() ? "" : "; " + kv_note);
+  if (policy != nullptr && !c.json) std::fprintf(stderr, "ariadne: kv policy: %s\n", kv_description.c_str());
+
   // Refuse before any work (no session, no pages touched) when the run cannot fit.
   const DType kv_type = parse_cache_type(c.cache_type);
-  const MemoryEstimate predicted = estimate_bench_memory(*source, n_ctx, o.n_batch, o.n_threads, kv_type);
+  const MemoryEstimate predicted =
+      estimate_bench_memory(*source, n_ctx, o.n_batch, o.n_threads, kv_type, policy.get());
   check_bench_memory(c.model, o, predicted, available_memory_bytes());
 
   SessionOptions so;
@@ -201,12 +228,14 @@ int run_bench_command(const BenchCliOptions& c) {
   so.n_batch = o.n_batch;
   so.kv_type = kv_type;
   so.exact_matmul = c.exact_matmul;
+  so.kv_policy = policy;
   std::unique_ptr<Session> session;
   try {
     session = std::make_unique<Session>(source, so);
   } catch (const Error& e) {
     fail("{} (bench sizes the context from -d + max(-p, -n): lower those)", e.what());
   }
+  BenchAttention attention(c.attn, *source, *session);
 
   const ModelSummary model = summarize_model(*source);
   const uint64_t per_token = kv_bytes_per_token(source->config, kv_type);
@@ -218,8 +247,11 @@ int run_bench_command(const BenchCliOptions& c) {
   ProgressLine progress(!c.json);
   nlohmann::json records = nlohmann::json::array();
   uint64_t kv_held = 0;
+  std::vector<BenchResult> done;
   auto on_result = [&](const BenchResult& r) {
     kv_held = std::max(kv_held, r.kv_bytes);
+    done.push_back(r);
+    const nlohmann::json attn = attention.take(r.test.n_gen);
     if (!c.json) {
       progress.clear();
       table.row({model.description, format_size(model.weight_bytes), format_params(model.n_params),
@@ -258,12 +290,22 @@ int run_bench_command(const BenchCliOptions& c) {
     j["median_ts"] = r.rate.median;
     j["kv_bytes"] = r.kv_bytes;
     j["kv_bytes_per_token"] = per_token;
+    j["kv_policy"] = kv_config.name;
+    j["kv_policy_description"] = kv_description;
+    j["kv_budget"] = kv_config.budget;
+    j["kv_budget_entries"] = r.kv_budget;
+    j["kv_compressions"] = r.kv_compressions;
+    j["kv_compress_seconds"] = r.kv_compress_seconds;
+    double timed_seconds = 0;
+    for (const uint64_t ns : r.samples_ns) timed_seconds += static_cast<double>(ns) * 1e-9;
+    j["kv_compress_share"] = timed_seconds > 0 ? r.kv_compress_seconds / timed_seconds : 0.0;
     j["peak_rss_bytes"] = r.peak_rss_bytes;
     j["baseline_rss_bytes"] = baseline_rss;
     j["predicted_bytes"] = {{"weights", predicted.weights},
                             {"kv", predicted.kv},
                             {"activations", predicted.activations},
                             {"total", predicted.total()}};
+    if (attention.active()) j["attention"] = attn;
     records.push_back(std::move(j));
   };
   auto on_progress = [&](const BenchProgress& p) { progress.show(p, o.repetitions); };
@@ -282,6 +324,22 @@ int run_bench_command(const BenchCliOptions& c) {
       "(%.2f MiB before loading the model)\n",
       predicted.total() / 1048576.0, predicted.weights / 1048576.0, predicted.kv / 1048576.0,
       predicted.activations / 1048576.0, peak_resident_bytes() / 1048576.0, baseline_rss / 1048576.0);
+  attention.print_summary();
+  if (policy != nullptr) {
+    // What the policy did in each test's timed runs: the cache it left, its compressions, their share.
+    std::printf("\nKV policy: %s\n\n", kv_description.c_str());
+    std::printf(
+        "| test | KV held MiB | budget (entries/head) | compressions | compress s | share of time |\n");
+    std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const BenchResult& r : done) {
+      double seconds = 0;
+      for (const uint64_t ns : r.samples_ns) seconds += static_cast<double>(ns) * 1e-9;
+      std::printf("| %s | %.2f | %lld | %lld | %.4f | %.1f%% |\n", r.test.name().c_str(),
+                  r.kv_bytes / 1048576.0, static_cast<long long>(r.kv_budget),
+                  static_cast<long long>(r.kv_compressions), r.kv_compress_seconds,
+                  seconds > 0 ? 100.0 * r.kv_compress_seconds / seconds : 0.0);
+    }
+  }
   return 0;
 }
 
@@ -308,6 +366,12 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_flag("--exact-matmul", o->exact_matmul, "Quantized weights with f32 activations (slower, exact)");
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warmup run of each test");
   cmd->add_flag("--json", o->json, "Print one JSON array with a record per test");
+  add_kv_policy_flags(cmd, o->kv);
+  add_attention_flags(cmd, o->attn);
+  cmd->add_flag(
+      "--attn-only", o->attn_only,
+      "Time one layer's decode attention alone at each depth (-d), dense against --attn, split into "
+      "encode / score / select / attend");
   cmd->callback([o, &action] { action = [o] { return run_bench_command(*o); }; });
 }
 

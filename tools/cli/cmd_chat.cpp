@@ -51,6 +51,8 @@ int run_chat(const ChatFlags& f, const CheckedGeneration& checked) {
 
   const int64_t n_ctx = g.n_ctx > 0 ? g.n_ctx : default_context(model.n_ctx_train(), 0, 0);
   api::Session session(model, session_params(g, n_ctx));
+  if (!g.json && g.kv.policy != "full")
+    std::fprintf(stderr, "ariadne: kv policy: %s\n", session.kv_policy().c_str());
   api::Sampler sampler(model, checked.sampler());
   api::TextStream text(model, g.stop);
   const bool interactive = !g.json && ::isatty(STDIN_FILENO) == 1;

@@ -40,6 +40,7 @@ struct DemoOptions {
   uint64_t seed = 20261128;
   int threads = 0;
   bool json = false;
+  std::string hata;  // hata's weights (default: <model>.hata.gguf)
 };
 
 // The default model: in the working directory's models/, else in the source tree above the binary
@@ -71,7 +72,7 @@ int run_demo(const DemoOptions& o) {
   const std::string model = o.model.empty() ? find_default_model() : o.model;
   if (o.count < 1) fail("--count: expected at least 1 fact per task, got {}", o.count);
   if (o.length < 0) fail("--length: expected a token count >= 0 (0: the model's window), got {}", o.length);
-  const eval::MethodRegistry registry = eval::builtin_methods();
+  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
   const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
   const std::vector<std::string> tasks = eval::parse_task_list(o.tasks);
 
@@ -184,6 +185,7 @@ void add_demo_command(CLI::App& app, Action& action) {
   cmd->add_option("--seed", o->seed, "Seed of the documents and facts")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
   cmd->add_flag("--json", o->json, "Print the results as one JSON array");
+  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
   cmd->callback([o, &action] { action = [o] { return run_demo(*o); }; });
 }
 

@@ -342,6 +342,14 @@ void print_summary(const std::vector<eval::SampleResult>& results, bool json, FI
   std::fflush(to);
 }
 
+// What the methods load beside the model (chelsea's outlier sidecar, or why none), on stderr.
+void print_method_notes(const std::vector<eval::MethodSpec>& methods, const ModelSource& source) {
+  for (const eval::MethodSpec& m : methods) {
+    const std::string note = eval::kv_policy_method_note(m, source);
+    if (!note.empty()) std::fprintf(stderr, "ariadne: %s\n", note.c_str());
+  }
+}
+
 struct RunCliOptions {
   std::string model;
   std::string tokenizer;
@@ -354,10 +362,11 @@ struct RunCliOptions {
   int64_t limit = 0;
   bool json = false;
   bool quiet = false;
+  std::string hata;  // hata's weights (default: <model>.hata.gguf)
 };
 
 int run_eval_run(const RunCliOptions& o) {
-  const eval::MethodRegistry registry = eval::builtin_methods();
+  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
   const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
   if (o.n_batch < 1) fail("-b: expected a batch size >= 1, got {}", o.n_batch);
   if (o.limit < 0) fail("--limit: expected a count >= 0, got {}", o.limit);
@@ -387,6 +396,7 @@ int run_eval_run(const RunCliOptions& o) {
   if (!pending.empty()) {
     std::shared_ptr<const ModelSource> source = open_model(o.model);
     const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
+    if (!o.quiet) print_method_notes(methods, *source);
     eval::RunnerOptions ro;
     ro.n_threads = default_threads(o.threads);
     ro.n_batch = o.n_batch;
@@ -434,8 +444,10 @@ void add_run_subcommand(CLI::App* eval, Action& action) {
   cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
       ->required();
   cmd->add_option("--tasks", o->tasks, "Task instances (JSONL from `ariadne eval tasks`)")->required();
-  cmd->add_option("--method", o->methods,
-                  "Methods, comma-separated, each NAME or NAME:BUDGET (this build: full)");
+  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option(
+      "--method", o->methods,
+      "Methods, comma-separated, each NAME or NAME:BUDGET (e.g. full,chelsea:0.2,streaming:0.2,snapkv:0.2)");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
   cmd->add_option(
       "-o,--output", o->output,
@@ -519,10 +531,11 @@ struct PplCliOptions {
   bool no_bos = false;
   bool json = false;
   bool quiet = false;
+  std::string hata;  // hata's weights (default: <model>.hata.gguf)
 };
 
 int run_ppl(const PplCliOptions& o) {
-  const eval::MethodRegistry registry = eval::builtin_methods();
+  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
   const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
   eval::PerplexityOptions po;
   po.ctx = o.ctx;
@@ -535,6 +548,7 @@ int run_ppl(const PplCliOptions& o) {
   const std::string text = read_file(o.text, "text file (--text)");
   std::shared_ptr<const ModelSource> source = open_model(o.model);
   const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
+  if (!o.quiet && !o.json) print_method_notes(methods, *source);
   const std::vector<int32_t> tokens = tokenizer->encode(text, false, false);
   if (!o.no_bos && tokenizer->vocab().add_bos) po.bos_id = tokenizer->vocab().bos_id;
   ProgressBar bar("ppl", "tok", !o.json && !o.quiet);
@@ -570,7 +584,9 @@ void add_ppl_subcommand(CLI::App* eval, Action& action) {
       ->required();
   cmd->add_option("--text", o->text, "Plain text to score (held out from haystacks and training)")
       ->required();
-  cmd->add_option("--method", o->methods, "Methods, comma-separated (this build: full)");
+  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option("--method", o->methods,
+                  "Methods, comma-separated (e.g. full,chelsea:0.2,streaming:0.2,snapkv:0.2)");
   cmd->add_option("-c,--ctx", o->ctx, "Window length L in tokens (non-overlapping windows)");
   cmd->add_option("--scored", o->scored,
                   "Tokens scored at the end of each window (default: min(512, ctx/2))");

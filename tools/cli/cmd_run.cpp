@@ -13,6 +13,10 @@
 //
 // --chat: `ariadne chat` (cmd_chat.cpp) with -p / -f as the system prompt.
 //
+// --xl3m (xl3m_run.cpp): an input longer than the window is answered from its segments the model is most
+// certain about (../shared/specs/xl3m.md); only the answer is printed. Without it such an input is refused
+// with a message that suggests it.
+//
 // Everything goes through the public API (include/ariadne/ariadne.hpp); generation.h holds what run and chat
 // share. --ids-file reads the prompt ids from a file (a JSON array, as `ariadne tokenize` prints, or ids
 // separated by commas or whitespace), for prompts too long for one command-line argument.
@@ -34,6 +38,7 @@
 #include "core/error.h"
 #include "generation.h"
 #include "progress.h"
+#include "xl3m_run.h"
 
 namespace ariadne::cli {
 
@@ -48,6 +53,7 @@ struct RunOptions {
   bool no_display_prompt = false;
   bool chat = false;
   std::string chat_family;
+  Xl3mFlags xl3m;
   // Which prompt source was given (an empty -p "" counts).
   CLI::Option* prompt_opt = nullptr;
   CLI::Option* file_opt = nullptr;
@@ -110,6 +116,8 @@ int run_generate(const RunOptions& o) {
   const GenerationFlags& g = o.gen;
   const CheckedGeneration checked(g);
   if (!o.chat_family.empty() && !o.chat) fail("--chat-template-family needs --chat");
+  check_xl3m_flags(o.xl3m);
+  if (o.xl3m.enabled && o.chat) fail("--xl3m answers one prompt; it does not combine with --chat");
   if (o.chat) {
     if (o.ids_opt->count() > 0 || o.ids_file_opt->count() > 0)
       fail("--chat takes text turns on stdin, not --ids");
@@ -130,6 +138,17 @@ int run_generate(const RunOptions& o) {
   std::string prompt_text;
   if (o.ids_opt->count() > 0) prompt = parse_id_list(o.ids);
   if (o.ids_file_opt->count() > 0) prompt = read_id_file(o.ids_file);
+  if (o.xl3m.enabled) {
+    Xl3mInputSource input;
+    if (ids_mode) {
+      input.ids = &prompt;
+    } else if (o.file_opt->count() > 0) {
+      input.file = &o.file;
+    } else {
+      input.text = &o.prompt;
+    }
+    return run_xl3m(g, checked, o.xl3m, input);
+  }
   if (o.file_opt->count() > 0) prompt_text = read_file(o.file, "prompt file (-f)");
   if (o.prompt_opt->count() > 0) prompt_text = o.prompt;
 
@@ -154,9 +173,16 @@ int run_generate(const RunOptions& o) {
   const auto n_prompt = static_cast<int64_t>(prompt.size());
   const int64_t n_ctx = g.n_ctx > 0 ? g.n_ctx : default_context(model.n_ctx_train(), n_prompt, g.n_predict);
   if (n_prompt > n_ctx) {
-    if (g.n_ctx > 0) fail("the prompt has {} tokens but the context (-c) holds only {}", n_prompt, n_ctx);
-    fail("the prompt has {} tokens, more than the model's trained context of {} (pass -c to go beyond it)",
-         n_prompt, n_ctx);
+    if (g.n_ctx > 0)
+      fail(
+          "the prompt has {} tokens but the context (-c) holds only {} (or pass --xl3m to answer from the "
+          "parts of it most relevant to its question)",
+          n_prompt, n_ctx);
+    fail(
+        "the prompt has {} tokens, more than the model's trained context of {}: pass --xl3m to answer from "
+        "the parts of it most relevant to its question (with --question TEXT, or its last sentence as the "
+        "question), or -c to go beyond the trained context",
+        n_prompt, n_ctx);
   }
   if (n_ctx > INT32_MAX) fail("-c: a context of {} tokens is more than the {} supported", n_ctx, INT32_MAX);
   const int32_t n_vocab = model.n_vocab();
@@ -164,9 +190,13 @@ int run_generate(const RunOptions& o) {
     if (prompt[i] < 0 || prompt[i] >= n_vocab)
       fail("prompt token {} (at index {}) is outside the model's vocabulary [0, {})", prompt[i], i, n_vocab);
 
-  const ariadne_session_params sp = session_params(g, n_ctx);
+  // A KV policy's budget counts the tokens to generate: -n, or what the context leaves for them.
+  const ariadne_session_params sp =
+      session_params(g, n_ctx, g.n_predict >= 0 ? g.n_predict : n_ctx - n_prompt);
   const ariadne_memory_estimate predicted = model.estimate_memory(sp);
   api::Session session(model, sp);
+  if (!g.json && g.kv.policy != "full")
+    std::fprintf(stderr, "ariadne: kv policy: %s\n", session.kv_policy().c_str());
   api::Sampler sampler(model, checked.sampler());
   for (const int32_t id : prompt) sampler.accept(id);
   std::unique_ptr<api::TextStream> text;
@@ -221,6 +251,15 @@ int run_generate(const RunOptions& o) {
                      {"bytes", cache.bytes},
                      {"bytes_capacity", cache.bytes_capacity},
                      {"entries", cache.entries}};
+    const ariadne_kv_policy_stats ps = session.kv_policy_stats();
+    j["kv_policy"] = {{"name", g.kv.policy},
+                      {"description", session.kv_policy()},
+                      {"budget_entries", ps.budget},
+                      {"budget_clamped", ps.budget_clamped},
+                      {"prefill_compressions", ps.prefill_compressions},
+                      {"decode_compressions", ps.decode_compressions},
+                      {"prefill_compress_seconds", ps.prefill_seconds},
+                      {"decode_compress_seconds", ps.decode_seconds}};
     // The prediction (ariadne_estimate_memory, as `ariadne bench` prints it) next to what the process held.
     j["memory"] = {{"predicted_bytes",
                     {{"weights", predicted.weights},
@@ -230,6 +269,7 @@ int run_generate(const RunOptions& o) {
                    {"peak_rss_bytes", api::peak_resident_bytes()},
                    {"baseline_rss_bytes", baseline_rss},
                    {"available_bytes", predicted.available}};
+    if (g.attn.method != "dense") j["attention"] = attention_json(session);
     // Generated bytes need not be valid UTF-8 (a model may stop inside a character).
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
@@ -243,6 +283,8 @@ int run_generate(const RunOptions& o) {
                r.stop_reason.c_str(), static_cast<long long>(n_prompt), prefill_seconds,
                per_second(n_prompt, prefill_seconds), static_cast<long long>(n_gen), r.seconds,
                per_second(n_gen, r.seconds), static_cast<unsigned long long>(sampler.seed()));
+  if (g.kv.policy != "full") print_kv_policy_summary(session);
+  if (g.attn.method != "dense") print_attention_summary(session);
   return 0;
 }
 
@@ -262,6 +304,7 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag("--json", o->gen.json,
                 "Print one JSON object: text, tokens, stop reason, seed, timings, memory");
   cmd->add_flag("--chat", o->chat, "Chat as `ariadne chat` does, with -p / -f as the system prompt");
+  add_xl3m_flags(cmd, o->xl3m);
   cmd->add_option(
       "--chat-template-family", o->chat_family,
       "Built-in chat template instead of the model's: llama3, llama2, mistral, chatml, qwen2, qwen3");

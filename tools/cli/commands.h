@@ -19,5 +19,6 @@ void add_chat_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_eval_command(CLI::App& app, Action& action);  // eval tasks, run, ppl, report
 void add_demo_command(CLI::App& app, Action& action);
+void add_calibrate_command(CLI::App& app, Action& action);  // calibrate --method hata|...
 
 }  // namespace ariadne::cli

@@ -72,6 +72,8 @@ void add_generation_flags(CLI::App* cmd, GenerationFlags& f) {
   cmd->add_option("--stop", f.stop, "Stop when the text contains this string (repeatable; not printed)");
   cmd->add_flag("--ignore-eos", f.ignore_eos, "Never sample the end-of-generation tokens");
   cmd->add_flag("--no-bos", f.no_bos, "Do not add BOS to the prompt text");
+  add_kv_policy_flags(cmd, f.kv);
+  add_attention_flags(cmd, f.attn);
 }
 
 CheckedGeneration::CheckedGeneration(const GenerationFlags& f) : sampler_(f.sampler) {
@@ -91,6 +93,8 @@ CheckedGeneration::CheckedGeneration(const GenerationFlags& f) : sampler_(f.samp
   const std::string& t = f.cache_type;
   if (t != "f32" && t != "f16" && t != "bf16" && t != "q8_0")
     fail("--cache-type: unknown KV cache type '{}' (expected f32, f16, bf16 or q8_0)", t);
+  kv_policy_config(f.kv, 512);  // throws naming the flag
+  attention_config(f.attn);
 }
 
 api::Model load_model(const GenerationFlags& f, bool need_tokenizer) {
@@ -101,7 +105,7 @@ api::Model load_model(const GenerationFlags& f, bool need_tokenizer) {
   return model;
 }
 
-ariadne_session_params session_params(const GenerationFlags& f, int64_t n_ctx) {
+ariadne_session_params session_params(const GenerationFlags& f, int64_t n_ctx, int64_t generation) {
   ariadne_session_params p{};
   p.n_ctx = static_cast<int32_t>(n_ctx);
   p.n_threads =
@@ -109,6 +113,9 @@ ariadne_session_params session_params(const GenerationFlags& f, int64_t n_ctx) {
   p.n_batch = static_cast<int32_t>(f.n_batch);
   p.kv_type = f.cache_type.c_str();
   p.exact_matmul = f.exact_matmul;
+  if (f.kv.policy != "full")
+    set_kv_policy_params(f.kv, generation >= 0 ? generation : (f.n_predict >= 0 ? f.n_predict : 512), &p);
+  set_attention_params(f.attn, &p);
   return p;
 }
 
@@ -171,6 +178,23 @@ void write_out(std::string_view text) {
 
 double per_second(int64_t n, double seconds) {
   return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
+}
+
+void print_kv_policy_summary(const api::Session& session) {
+  const ariadne_cache_stats cache = session.cache_stats();
+  const ariadne_kv_policy_stats p = session.kv_policy_stats();
+  if (p.budget_clamped)
+    std::fprintf(
+        stderr,
+        "ariadne: warning: the KV budget was raised to the policy's minimum of %lld entries per head\n",
+        static_cast<long long>(p.budget));
+  std::fprintf(stderr,
+               "ariadne: kv cache: %.2f MiB held (%.2f MiB full), %lld entries, budget %lld per head | %lld "
+               "layer compressions after the prompt (%.3f s), %lld during decode (%.3f s)\n",
+               cache.bytes / 1048576.0, cache.bytes_capacity / 1048576.0,
+               static_cast<long long>(cache.entries), static_cast<long long>(p.budget),
+               static_cast<long long>(p.prefill_compressions), p.prefill_seconds,
+               static_cast<long long>(p.decode_compressions), p.decode_seconds);
 }
 
 }  // namespace ariadne::cli

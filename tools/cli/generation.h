@@ -12,6 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "ariadne/ariadne.hpp"
+#include "attention_flags.h"
+#include "kv_policy_flags.h"
 
 namespace ariadne::cli {
 
@@ -31,10 +33,13 @@ struct GenerationFlags {
   bool ignore_eos = false;
   bool no_bos = false;
   bool json = false;
+  KvPolicyFlags kv;     // --kv-policy and its parameters
+  AttentionFlags attn;  // --attn and its parameters
 };
 
 // -m, --tokenizer, -n, -c, -b, --cache-type, -t, the sampling flags (llama.cpp's names), --stop,
-// --ignore-eos, --no-bos, --json.
+// --ignore-eos, --no-bos, --json, the KV-policy flags (kv_policy_flags.h) and the attention flags
+// (attention_flags.h).
 void add_generation_flags(CLI::App* cmd, GenerationFlags& flags);
 
 // The sampler parameters the flags give, checked (Error naming the flag) before any model is loaded: the
@@ -55,8 +60,9 @@ class CheckedGeneration {
 // none; otherwise a model without one is fine (ids in, ids out).
 api::Model load_model(const GenerationFlags& flags, bool need_tokenizer);
 
-// Session parameters of the flags with n_ctx tokens of context (valid while flags lives).
-ariadne_session_params session_params(const GenerationFlags& flags, int64_t n_ctx);
+// Session parameters of the flags with n_ctx tokens of context (valid while flags lives). generation: the
+// tokens expected after each prompt, which a KV policy's budget counts (-1: -n when it is >= 0, else 512).
+ariadne_session_params session_params(const GenerationFlags& flags, int64_t n_ctx, int64_t generation = -1);
 
 // -c 0: the smaller of the model's trained context and 4096, raised to n_prompt + n_predict when that is
 // more (never past the trained context).
@@ -81,6 +87,10 @@ Decoded decode_loop(const api::Model& model, api::Session& session, api::Sampler
 void write_out(std::string_view text);
 
 double per_second(int64_t n, double seconds);
+
+// One stderr line on what a compressing KV policy did: the cache held, the budget (with a warning when it
+// was raised to the policy's minimum), the compressions and their time.
+void print_kv_policy_summary(const api::Session& session);
 
 struct ChatFlags {
   GenerationFlags gen;

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ariadne::cli::add_bench_command(app, action);
   ariadne::cli::add_eval_command(app, action);
   ariadne::cli::add_demo_command(app, action);
+  ariadne::cli::add_calibrate_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
