@@ -292,7 +292,7 @@ int run_bench_command(const BenchCliOptions& c) {
     j["kv_bytes_per_token"] = per_token;
     j["kv_policy"] = kv_config.name;
     j["kv_policy_description"] = kv_description;
-    j["kv_budget"] = kv_config.budget;
+    if (kv_config.name != "full") j["kv_budget"] = kv_config.budget;  // full has none
     j["kv_budget_entries"] = r.kv_budget;
     j["kv_compressions"] = r.kv_compressions;
     j["kv_compress_seconds"] = r.kv_compress_seconds;

@@ -2,11 +2,12 @@
 //   eval tasks   synthetic task instances (JSONL, or plain training text with --format text)
 //   eval run     runs methods on instances, scores them, writes results JSONL (resumable)
 //   eval ppl     perplexity on a text file, and KL divergence / top-1 agreement against full
+//   eval fidelity  attention-output error per layer and head against dense, top-k and mass recall
 //   eval report  summary tables (markdown) and an HTML report with SVG plots from results files
-// `eval fidelity` (attention error per layer/head, top-k recall) waits for the sparse methods.
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 #include "cache_type.h"
 #include "commands.h"
 #include "core/error.h"
+#include "eval/fidelity.h"
 #include "eval/methods.h"
 #include "eval/perplexity.h"
 #include "eval/report.h"
@@ -601,6 +603,115 @@ void add_ppl_subcommand(CLI::App* eval, Action& action) {
   cmd->callback([o, &action] { action = [o] { return run_ppl(*o); }; });
 }
 
+// ---- eval fidelity ---------------------------------------------------------------------------------------
+
+struct FidelityCliOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string text;
+  std::string methods;
+  int64_t ctx = 4096;
+  int64_t steps = 64;
+  int64_t windows = 8;
+  int threads = 0;
+  int64_t n_batch = 512;
+  std::string cache_type = "f32";
+  bool no_bos = false;
+  bool json = false;
+  bool quiet = false;
+  std::string hata;
+};
+
+// "0.1234" or "-" where the metric was not measured.
+std::string cell(const eval::MetricSummary& s, bool p95 = false) {
+  if (s.n == 0) return "-";
+  return p95 ? fmt::format("{:.4f}", s.p95) : fmt::format("{:.4f}", s.mean);
+}
+
+std::string cell(double v) {
+  return std::isnan(v) ? "-" : fmt::format("{:.4f}", v);
+}
+
+int run_fidelity(const FidelityCliOptions& o) {
+  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
+  const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
+  eval::FidelityOptions fo;
+  fo.ctx = o.ctx;
+  fo.steps = o.steps;
+  fo.max_windows = o.windows;
+  fo.n_threads = default_threads(o.threads);
+  fo.n_batch = o.n_batch;
+  fo.kv_type = parse_cache_type(o.cache_type);
+  const std::string text = read_file(o.text, "text file (--text)");
+  std::shared_ptr<const ModelSource> source = open_model(o.model);
+  const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
+  if (!o.quiet && !o.json) print_method_notes(methods, *source);
+  const std::vector<int32_t> tokens = tokenizer->encode(text, false, false);
+  if (!o.no_bos && tokenizer->vocab().add_bos) fo.bos_id = tokenizer->vocab().bos_id;
+  ProgressBar bar("fidelity", "step", !o.json && !o.quiet);
+  const eval::FidelityResult r =
+      eval::run_fidelity(source, tokens, registry, methods, fo, [&](int64_t done, int64_t total) {
+        bar.update(static_cast<uint64_t>(done), static_cast<uint64_t>(total));
+      });
+  bar.finish();
+  if (o.json) {
+    std::printf("%s\n", eval::to_json(r).dump().c_str());
+    return 0;
+  }
+  std::printf(
+      "%lld windows of %lld tokens; the last %lld of each decoded with the same queries as dense (isolated "
+      "mode); %lld layers, %lld query heads, %lld KV heads\n\n",
+      static_cast<long long>(r.n_windows), static_cast<long long>(r.ctx), static_cast<long long>(r.steps),
+      static_cast<long long>(r.n_layer), static_cast<long long>(r.n_head),
+      static_cast<long long>(r.n_head_kv));
+  std::printf("| method | output error | top-k recall | mass recall | kept mass | log-Z error |\n");
+  std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const eval::MethodFidelity& m : r.methods)
+    std::printf("| %s | %s | %s | %s | %s | %s |\n", m.method.c_str(),
+                cell(m.output_error.mean_over_layers).c_str(), cell(m.topk_recall.mean_over_layers).c_str(),
+                cell(m.mass_recall.mean_over_layers).c_str(), cell(m.kept_mass.mean_over_layers).c_str(),
+                cell(m.log_z_error.mean_over_layers).c_str());
+  std::printf("\nPer layer (means over heads and steps; p95 of the output error):\n\n");
+  std::printf(
+      "| method | layer | output error | p95 | top-k recall | mass recall | kept mass | log-Z error |\n");
+  std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const eval::MethodFidelity& m : r.methods)
+    for (size_t l = 0; l < m.output_error.layers.size(); ++l)
+      std::printf("| %s | %zu | %s | %s | %s | %s | %s | %s |\n", m.method.c_str(), l,
+                  cell(m.output_error.layers[l]).c_str(), cell(m.output_error.layers[l], true).c_str(),
+                  cell(m.topk_recall.layers[l]).c_str(), cell(m.mass_recall.layers[l]).c_str(),
+                  cell(m.kept_mass.layers[l]).c_str(), cell(m.log_z_error.layers[l]).c_str());
+  std::printf("\nPer head: --json.\n");
+  return 0;
+}
+
+void add_fidelity_subcommand(CLI::App* eval, Action& action) {
+  auto o = std::make_shared<FidelityCliOptions>();
+  CLI::App* cmd = eval->add_subcommand(
+      "fidelity",
+      "Attention of each method against dense, per layer and head: output error, top-k recall, mass recall");
+  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
+      ->required();
+  cmd->add_option("--text", o->text, "Plain text (held out from haystacks and calibration)")->required();
+  cmd->add_option(
+         "--method", o->methods,
+         "Methods, comma-separated (e.g. chelsea:0.2,snapkv:0.2,hata:1/16,exact-topk:1/16,quest:1/16)")
+      ->required();
+  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option("-c,--ctx", o->ctx,
+                  "Window length in tokens: ctx - steps prompt tokens, then steps decoded");
+  cmd->add_option("--steps", o->steps, "Decode steps measured per window");
+  cmd->add_option("--windows", o->windows, "At most this many windows (0: every whole window)");
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
+  cmd->add_option("-b,--batch-size", o->n_batch, "Prompt tokens per forward call while prefilling");
+  cmd->add_option("--cache-type", o->cache_type, "KV cache type: f32 (default), f16, bf16, q8_0");
+  cmd->add_flag("--no-bos", o->no_bos, "Do not start each window with BOS");
+  cmd->add_flag("--json", o->json, "One JSON object: per method, layer and head");
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  cmd->callback([o, &action] { action = [o] { return run_fidelity(*o); }; });
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app, Action& action) {
@@ -609,6 +720,7 @@ void add_eval_command(CLI::App& app, Action& action) {
   add_tasks_command(eval, action);
   add_run_subcommand(eval, action);
   add_ppl_subcommand(eval, action);
+  add_fidelity_subcommand(eval, action);
   add_report_subcommand(eval, action);
 }
 
