@@ -100,5 +100,22 @@ TEST(DefaultModel, RetrievesNeedlesAt1KAnd4K) {
   EXPECT_GE(correct, 5) << report;
 }
 
+// The HATA hash weights shipped beside the model (models/ariadne-default.hata.gguf, `ariadne calibrate
+// --method hata`; docs/hata.md) are found by default and match the model's fingerprint.
+TEST(DefaultModel, HashWeightsBesideItAreLoadedForHata) {
+  const std::string path = default_model();
+  const test::CliResult run =
+      run_cli("run -m " + path +
+                  " -p \"The quick brown fox jumps over the lazy dog. The quick brown\" -n 4"
+                  " --temp 0 --attn hata --topk 1/16 --json -t 1",
+              "", false);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json j = nlohmann::json::parse(run.out);
+  const std::string description = j["attention"]["description"];
+  EXPECT_NE(description.find("ariadne-default.hata.gguf"), std::string::npos) << description;
+  EXPECT_GT(j["attention"]["sparse_heads"].get<int64_t>(), 0);  // layers 2..7 read a top-k subset
+  EXPECT_LT(j["attention"]["entries_read"].get<int64_t>(), j["attention"]["entries_held"].get<int64_t>());
+}
+
 }  // namespace
 }  // namespace ariadne

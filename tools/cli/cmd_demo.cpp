@@ -24,6 +24,7 @@
 #include "eval/runner.h"
 #include "eval/tasks.h"
 #include "formats/model_source.h"
+#include "runtime/hata.h"
 #include "tokenizer/load.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,12 +33,13 @@ namespace ariadne::cli {
 namespace {
 
 constexpr const char* kDefaultModel = "models/ariadne-default.gguf";
+constexpr const char* kDefaultMethods = "full,chelsea:0.2,streaming:0.2,snapkv:0.2";
 
 struct DemoOptions {
   std::string model;
   std::string tasks = "passkey,niah_single_noise,kv";
-  std::string methods = "full,chelsea:0.2,streaming:0.2,snapkv:0.2";
-  int64_t length = 0;  // 0: the model's trained context, at most 4096
+  std::string methods;  // empty: kDefaultMethods, and hata:1/16 when the model has hash weights
+  int64_t length = 0;   // 0: the model's trained context, at most 4096
   int count = 3;
   int64_t beyond = 8;  // documents this many times the trained window (0: none)
   std::string beyond_tasks = "passkey,niah_single_noise";
@@ -177,7 +179,14 @@ int run_demo(const DemoOptions& o) {
   std::vector<Section> sections;
   Section within;
   within.length = length;
-  within.methods = registry.parse_list(o.methods);
+  std::string method_list = o.methods;
+  if (method_list.empty()) {
+    method_list = kDefaultMethods;
+    // HATA needs the hash weights `ariadne calibrate --method hata` wrote for this model.
+    if (std::filesystem::exists(o.hata.empty() ? hata_sidecar_path(model) : o.hata))
+      method_list += ",hata:1/16";
+  }
+  within.methods = registry.parse_list(method_list);
   within.samples = make_samples(generator, eval::parse_task_list(o.tasks), length, o.count);
   within.title = fmt::format(
       "{} documents of {} tokens (noise sentences, one fact hidden in each at the depth shown); the model "
@@ -225,8 +234,11 @@ void add_demo_command(CLI::App& app, Action& action) {
       "demo", "Hide facts in long documents, ask the model for them, and compare the long-context methods");
   cmd->add_option("-m,--model", o->model, fmt::format("Model (default: {})", kDefaultModel));
   cmd->add_option("--tasks", o->tasks, "Task ids of `ariadne eval tasks`")->capture_default_str();
-  cmd->add_option("--method", o->methods, "Methods to compare (comma list, as `ariadne eval run`)")
-      ->capture_default_str();
+  cmd->add_option(
+      "--method", o->methods,
+      fmt::format("Methods to compare (comma list, as `ariadne eval run`; default: {}, and hata:1/16 "
+                  "when the model's hash weights <model>.hata.gguf are there)",
+                  kDefaultMethods));
   cmd->add_option("--length", o->length, "Tokens per document (default: the model's window, at most 4096)");
   cmd->add_option("--count", o->count, "Documents per task")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the documents and facts")->capture_default_str();
