@@ -232,10 +232,16 @@ class FidelityMemory : public ops::KvMemory {
       return sa != sb ? sa > sb : a < b;
     });
     for (int64_t i = 0; i < take; ++i) in_exact[static_cast<size_t>(rest[static_cast<size_t>(i)])] = 1;
+    // S* is not unique where entries tie with its last one: in peaked heads the k-th score is often below
+    // what a float holds (1e-37), where the selectors' float softmaxes see zeros. A chosen entry within 1e-6
+    // of that score (relative), or within 1e-37, could stand in S* as well, so it counts as a hit.
+    const double last = take > 0 ? score[static_cast<size_t>(rest[static_cast<size_t>(take - 1)])] : 0.0;
+    const double tie =
+        take > 0 ? last - std::max(1e-6 * last, 1e-37) : std::numeric_limits<double>::infinity();
     int64_t hit = 0;
     double mass = 0;
     for (int32_t j : chosen_) {
-      hit += in_exact[static_cast<size_t>(j)];
+      hit += in_exact[static_cast<size_t>(j)] || score[static_cast<size_t>(j)] >= tie;
       mass += score[static_cast<size_t>(j)];
     }
     lane.recall.add(layer, g, static_cast<double>(hit) / static_cast<double>(forced + take));

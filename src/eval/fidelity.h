@@ -10,7 +10,9 @@
 //   output error   |o_method - o_dense| / (|o_dense| + 1e-12) per (layer, query head, step)
 //   top-k recall   selectors (hata, exact-topk, quest, hash-random): |S ∩ S*| / |S*| per (layer, KV head,
 //                  step), S* the exact top |S| of the entries the selector chose from, by softmax summed over
-//                  the group's query heads, with the same forced entries (sinks, recent, the current token)
+//                  the group's query heads, with the same forced entries (sinks, recent, the current token);
+//                  a chosen entry tied with S*'s last one (within 1e-6 relative, or 1e-37: below a float's
+//                  range, where the selectors' own softmaxes see zeros) counts as a hit
 //   mass recall    selectors: the softmax mass of the chosen entries, averaged over the group
 //   kept mass      KV policies: the dense softmax mass of the positions the method still holds as they were
 //                  (bias 0: neither merged nor evicted), averaged over the group
