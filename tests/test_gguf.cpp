@@ -17,6 +17,7 @@
 #include "core/half.h"
 #include "formats/gguf.h"
 #include "formats/gguf_model.h"
+#include "kernels/cpu/packed.h"
 
 namespace ariadne {
 namespace {
@@ -586,6 +587,69 @@ TEST(GgufModel, MetadataRoundTripEveryArch) {
     EXPECT_FALSE(r.tied_output);
     EXPECT_EQ(r.bos_id, -1);
     EXPECT_EQ(src->tensors.size(), 2u);
+  }
+}
+
+// Resident file-backed memory of this process (/proc/self/status RssFile), in bytes.
+int64_t rss_file_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8)) * 1024;
+  return -1;
+}
+
+// The loader repacks every 2-D Q4_0 matrix (kernels/cpu/packed.h) and drops the file pages it read, so the
+// file's copy does not stay resident beside the packed one; the bytes stay readable (paged back in).
+TEST(GgufModel, Q4_0MatricesArePackedAndTheirPagesReleased) {
+  TempDir dir;
+  const std::string path = dir.file("q4.gguf");
+  ModelConfig c = sample_config(Arch::Llama);
+  c.n_vocab = 8192;
+  c.n_embd = 1024;
+  GgufWriter w;
+  write_gguf_metadata(w, c, "packed");
+  w.add_tensor("token_embd.weight", DType::Q4_0, {c.n_vocab, c.n_embd});  // 4.5 MiB
+  w.add_tensor("blk.0.attn_q.weight", DType::Q4_0, {37, 64});             // a partial last group
+  w.add_tensor("blk.0.attn_norm.weight", DType::Q4_0, {64});              // 1-D: not a matrix
+  std::vector<std::vector<uint8_t>> payloads;
+  for (size_t i = 0; i < 3; ++i) {
+    std::vector<uint8_t> p(w.tensor_nbytes(i));
+    for (size_t k = 0; k < p.size(); ++k) p[k] = static_cast<uint8_t>((k * 131 + i * 17) % 251);
+    payloads.push_back(std::move(p));
+  }
+  w.begin(path);
+  for (const auto& p : payloads) w.write_tensor_data(p.data(), p.size());
+  w.finish();
+
+  const int64_t before = rss_file_bytes();
+  ASSERT_GE(before, 0) << "no RssFile in /proc/self/status";
+  const auto src = load_gguf_model(path);
+  const TensorView& embd = src->get("token_embd.weight");
+  const int64_t after_load = rss_file_bytes();
+  EXPECT_NE(embd.packed, nullptr);
+  EXPECT_NE(src->get("blk.0.attn_q.weight").packed, nullptr);
+  EXPECT_EQ(src->get("blk.0.attn_norm.weight").packed, nullptr);
+  EXPECT_EQ(src->packed_tensors, 2);
+  EXPECT_EQ(src->packed_bytes, cpu::q4_0_packed_bytes(8192, 1024) + cpu::q4_0_packed_bytes(37, 64));
+  EXPECT_GE(src->pack_seconds, 0.0);
+  // Packing read all 4.5 MiB of the file's tensor; at most a page per slice boundary stays resident.
+  EXPECT_LT(after_load - before, int64_t{1} << 20) << "file pages kept after packing";
+
+  // The original bytes are intact and readable, and reading them brings the pages back.
+  for (size_t i = 0; i < 3; ++i) {
+    const TensorView& t = src->get(i == 0   ? "token_embd.weight"
+                                   : i == 1 ? "blk.0.attn_q.weight"
+                                            : "blk.0.attn_norm.weight");
+    ASSERT_EQ(t.nbytes, payloads[i].size());
+    EXPECT_EQ(std::memcmp(t.data, payloads[i].data(), t.nbytes), 0) << t.name;
+  }
+  EXPECT_GT(rss_file_bytes() - after_load, int64_t{4} << 20);
+  // And the packed copy holds the same rows.
+  std::vector<uint8_t> row(row_bytes(DType::Q4_0, 1024));
+  for (int64_t r : {0, 1, 15, 16, 4097, 8191}) {
+    cpu::unpack_q4_0_row(embd.packed, 1024, r, row.data());
+    EXPECT_EQ(std::memcmp(row.data(), embd.data + r * row.size(), row.size()), 0) << "row " << r;
   }
 }
 

@@ -3,7 +3,9 @@
 // loaded directly and after conversion to GGUF.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,8 @@
 
 #include "formats/convert.h"
 #include "formats/model_source.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/packed.h"
 #include "runtime/session.h"
 #include "test_util.h"
 
@@ -182,7 +186,7 @@ TEST_P(HfFixture, ExactMatmulEqualsTheDequantizedModel) {
   TempDir tmp;
   ThreadPool pool(2);
   int tested = 0;
-  for (DType type : {DType::Q8_0, DType::Q4_K}) {
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {  // q4_0: packed at load (packed.h)
     SCOPED_TRACE(std::string(dtype_name(type)));
     const std::string quantized = tmp.file(GetParam() + ".q.gguf");
     ConvertOptions options;
@@ -213,6 +217,73 @@ TEST_P(HfFixture, ExactMatmulEqualsTheDequantizedModel) {
     EXPECT_GT(max_abs_diff(c.data(), b.data(), static_cast<int64_t>(b.size())), 0.0f);
   }
   EXPECT_GE(tested, 1) << "no quantized type applied to this fixture";
+}
+
+// Q4_0 matrices are repacked at load (TensorView::packed) and their file pages dropped from memory; the
+// original bytes stay readable and equal to the packed copy. On the scalar level the packed kernels do the
+// unpacked ones' arithmetic, so hiding the packed copies changes no logit; on the best level a prompt fed at
+// once equals the same prompt fed a token at a time (prefill == decode), for any thread count.
+TEST_P(HfFixture, PackedQ4_0ModelMatchesUnpackedAndDecodeEqualsPrefill) {
+  const std::string rel = "fixtures/hf/" + GetParam();
+  ARIADNE_REQUIRE_SHARED(rel);
+  const std::string dir = test::shared_dir() + "/" + rel;
+  const HfExpected e = read_expected(dir);
+  TempDir tmp;
+  ThreadPool pool(2);
+  const std::string quantized = tmp.file(GetParam() + ".q4_0.gguf");
+  ConvertOptions options;
+  options.type = DType::Q4_0;
+  convert_to_gguf(*open_model(dir), quantized, options, pool);
+  std::shared_ptr<const ModelSource> q = open_model(quantized);
+  if (q->get("blk.0.attn_q.weight").type != DType::Q4_0) GTEST_SKIP() << "rows too short for q4_0";
+
+  int64_t n_packed = 0;
+  for (const auto& [name, t] : q->tensors) {
+    if (t.type != DType::Q4_0 || t.shape.size() != 2) continue;
+    SCOPED_TRACE(name);
+    ASSERT_NE(t.packed, nullptr);
+    ++n_packed;
+    const size_t row = row_bytes(DType::Q4_0, t.cols());
+    std::vector<uint8_t> back(row);
+    for (int64_t r = 0; r < t.rows(); ++r) {
+      cpu::unpack_q4_0_row(t.packed, t.cols(), r, back.data());
+      ASSERT_EQ(std::memcmp(back.data(), t.data + static_cast<size_t>(r) * row, row), 0) << "row " << r;
+    }
+  }
+  EXPECT_GT(n_packed, 0);
+  EXPECT_EQ(q->packed_tensors, n_packed);
+  auto plain = std::make_shared<ModelSource>(*q);
+  for (auto& [name, t] : plain->tensors) t.packed = nullptr;
+
+  SessionOptions so;
+  so.n_ctx = static_cast<int64_t>(e.input_ids.size());
+  so.n_threads = 2;
+  so.n_batch = 16;
+  {
+    cpu::ScopedIsa scalar(cpu::Isa::Scalar);
+    Session packed_session(q, so), plain_session(plain, so);
+    const std::vector<float> a = packed_session.eval(e.input_ids, true);
+    const std::vector<float> b = plain_session.eval(e.input_ids, true);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "scalar logit " << i;
+  }
+  const int64_t n_vocab = q->config.n_vocab;
+  std::vector<float> first;
+  for (int threads : {1, 3}) {
+    so.n_threads = threads;
+    Session prefill(q, so), decode(q, so);
+    const std::vector<float> all = prefill.eval(e.input_ids, true);
+    if (first.empty()) first = all;
+    ASSERT_EQ(all.size(), first.size());
+    for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], first[i]) << threads << " threads, logit " << i;
+    for (size_t pos = 0; pos < e.input_ids.size(); ++pos) {
+      const std::vector<float> one = decode.eval(std::span<const int32_t>(&e.input_ids[pos], 1), false);
+      ASSERT_EQ(static_cast<int64_t>(one.size()), n_vocab);
+      for (int64_t v = 0; v < n_vocab; ++v)
+        ASSERT_EQ(one[static_cast<size_t>(v)], all[pos * n_vocab + v])
+            << "position " << pos << " logit " << v;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, HfFixture,

@@ -11,6 +11,8 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/packed.h"
+#include "kernels/cpu/quants.h"
 #include "models/model.h"
 #include "ops/ops.h"
 #include "ops/rope.h"
@@ -330,6 +332,47 @@ TEST(OpsEmbed, RejectsIdsOutsideTheTable) {
   std::vector<float> out(3);
   const int32_t bad = 4;
   EXPECT_THROW(ops::embed(ops::Context{pool, {}}, t, &bad, 1, out.data()), Error);
+}
+
+// A Q4_0 table with a packed copy (as the loader makes for a tied output head) gives the rows of the plain
+// table, bit for bit, without reading the plain bytes.
+TEST(OpsEmbed, PackedTableGivesThePlainRows) {
+  ThreadPool pool(2);
+  const int64_t n_vocab = 37, n_embd = 64;
+  const std::vector<float> values = random_vector(static_cast<size_t>(n_vocab * n_embd), 31);
+  const size_t row = row_bytes(DType::Q4_0, n_embd);
+  std::vector<uint8_t> q(row * n_vocab);
+  for (int64_t r = 0; r < n_vocab; ++r)
+    cpu::quantize_row(DType::Q4_0, values.data() + r * n_embd, q.data() + r * row, n_embd);
+  std::vector<uint8_t> packed(cpu::q4_0_packed_bytes(n_vocab, n_embd));
+  cpu::pack_q4_0(q.data(), row, n_vocab, n_embd, packed.data());
+  const TensorView plain{"token_embd.weight", DType::Q4_0, {n_vocab, n_embd}, q.data(), q.size()};
+  TensorView with_packed = plain;
+  with_packed.data = nullptr;  // must not be read
+  with_packed.packed = packed.data();
+  const std::vector<int32_t> ids = {0, 36, 15, 16, 17, 5, 36};
+  std::vector<float> want(ids.size() * n_embd), got(ids.size() * n_embd, -1.0f);
+  const ops::Context ctx{pool, {}};
+  ops::embed(ctx, plain, ids.data(), static_cast<int64_t>(ids.size()), want.data());
+  ops::embed(ctx, with_packed, ids.data(), static_cast<int64_t>(ids.size()), got.data());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
+  // And a linear layer over it reads the packed copy (the plain one is gone): the naive dot of each row.
+  std::vector<float> y(ids.size() * n_vocab);
+  const std::vector<float> x = random_vector(ids.size() * n_embd, 32);
+  ops::linear(ctx, with_packed, nullptr, x.data(), static_cast<int64_t>(ids.size()), y.data());
+  std::vector<float> w(n_embd);
+  for (int64_t r = 0; r < n_vocab; ++r) {
+    cpu::dequantize_row(DType::Q4_0, q.data() + r * row, w.data(), n_embd);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      double ref = 0.0, mag = 0.0;
+      for (int64_t i = 0; i < n_embd; ++i) {
+        ref += static_cast<double>(w[i]) * x[t * n_embd + i];
+        mag += std::fabs(static_cast<double>(w[i]) * x[t * n_embd + i]);
+      }
+      // 8-bit activations: within a few percent of the magnitude.
+      ASSERT_NEAR(y[t * n_vocab + r], ref, 0.02 * mag + 1e-6) << t << "," << r;
+    }
+  }
 }
 
 TEST(CoreThreadPool, ParallelForCoversEveryIndexOnceAndPropagatesErrors) {

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/packed.h"
 #include "kernels/cpu/quants.h"
 
 namespace ariadne {
@@ -632,7 +635,37 @@ struct MatmulCase {
   bool bias;
   bool exact = false;  // MatmulParams::exact
   float x_scale = 1.0f;
+  bool packed = false;   // Q4_0 only: the weights also packed (packed.h) and matmul given only those
+  float w_scale = 1.0f;  // sigma of the weights before quantization (1e-6: subnormal f16 scales)
+  bool extreme = false;  // weight nibbles at 0 / 15 and activations at +-x_scale (every |q| = 127)
 };
+
+// A 64-byte aligned buffer (as the loader's) for packed weights.
+struct AlignedBytes {
+  std::vector<uint8_t> storage;
+  uint8_t* data = nullptr;
+  explicit AlignedBytes(size_t n) : storage(n + 64, 0xcd) {
+    const auto base = reinterpret_cast<uintptr_t>(storage.data());
+    data = storage.data() + ((64 - base % 64) % 64);
+  }
+};
+
+// A Q4_0 row of extreme blocks: quant bytes drawn from all-low, all-high and mixed patterns, scales of
+// either sign up to 2.
+std::vector<uint8_t> extreme_q4_0_row(std::mt19937& rng, int64_t n) {
+  constexpr uint8_t kBytes[] = {0x00, 0xff, 0x0f, 0xf0, 0x88, 0x80, 0x08};
+  std::vector<uint8_t> row(static_cast<size_t>(n / 32) * 18);
+  std::uniform_real_distribution<float> scale(-2.0f, 2.0f);
+  for (size_t b = 0; b < row.size() / 18; ++b) {
+    const uint16_t h = f32_to_f16(scale(rng));
+    row[18 * b] = static_cast<uint8_t>(h & 255);
+    row[18 * b + 1] = static_cast<uint8_t>(h >> 8);
+    const bool uniform = rng() % 2 == 0;  // half the blocks hold one pattern throughout
+    const uint8_t pick = kBytes[rng() % std::size(kBytes)];
+    for (int j = 0; j < 16; ++j) row[18 * b + 2 + j] = uniform ? pick : kBytes[rng() % std::size(kBytes)];
+  }
+  return row;
+}
 
 // Weights with unaligned rows and padding between them, x and y with padded strides.
 struct MatmulFixture {
@@ -641,12 +674,14 @@ struct MatmulFixture {
   std::vector<float> w_deq;  // [n_out][n_in], naive decode
   std::vector<float> x, bias;
   int64_t x_stride = 0, y_stride = 0;
+  std::unique_ptr<AlignedBytes> packed;  // set when the case is packed
 
   MatmulFixture(const MatmulCase& c, std::mt19937& rng) {
     w_stride = row_bytes(c.type, c.n_in) + 3;
     w_storage.assign(w_offset + w_stride * c.n_out, 0xcd);
     for (int64_t o = 0; o < c.n_out; ++o) {
-      const auto q = quantized(c.type, gaussian(rng, static_cast<size_t>(c.n_in)));
+      const auto q = c.extreme ? extreme_q4_0_row(rng, c.n_in)
+                               : quantized(c.type, gaussian(rng, static_cast<size_t>(c.n_in), c.w_scale));
       std::copy(q.begin(), q.end(), w_storage.begin() + static_cast<ptrdiff_t>(w_offset + w_stride * o));
       const auto d = naive_decode(c.type, q.data(), c.n_in);
       w_deq.insert(w_deq.end(), d.begin(), d.end());
@@ -654,7 +689,13 @@ struct MatmulFixture {
     x_stride = c.n_in + 5;
     y_stride = c.n_out + 3;
     x = gaussian(rng, static_cast<size_t>(x_stride * c.n_tokens), c.x_scale);
+    if (c.extreme)
+      for (float& v : x) v = v < 0.0f ? -c.x_scale : c.x_scale;
     bias = gaussian(rng, static_cast<size_t>(c.n_out));
+    if (c.packed) {
+      packed = std::make_unique<AlignedBytes>(cpu::q4_0_packed_bytes(c.n_out, c.n_in));
+      cpu::pack_q4_0(w_storage.data() + w_offset, w_stride, c.n_out, c.n_in, packed->data);
+    }
   }
 
   cpu::MatmulParams params(const MatmulCase& c, std::vector<float>& y) const {
@@ -672,6 +713,10 @@ struct MatmulFixture {
     p.y_stride = y_stride;
     p.bias = c.bias ? bias.data() : nullptr;
     p.exact = c.exact;
+    if (c.packed) {
+      p.w = nullptr;  // the packed copy alone must do
+      p.w_packed = packed->data;
+    }
     return p;
   }
 };
@@ -755,9 +800,11 @@ void check_matmul_here(const MatmulCase& c, double rel_tol) {
 void check_matmul(const MatmulCase& c, double rel_tol = 1e-5) {
   for (cpu::Isa isa : cpu::runnable_isas()) {
     cpu::ScopedIsa scoped(isa);
-    SCOPED_TRACE(fmt::format("{} {} n_in={} n_out={} n_tokens={} bias={} exact={} x_scale={}",
-                             cpu::isa_name(isa), dtype_name(c.type), c.n_in, c.n_out, c.n_tokens, c.bias,
-                             c.exact, c.x_scale));
+    SCOPED_TRACE(
+        fmt::format("{} {} n_in={} n_out={} n_tokens={} bias={} exact={} x_scale={} packed={} "
+                    "w_scale={} extreme={}",
+                    cpu::isa_name(isa), dtype_name(c.type), c.n_in, c.n_out, c.n_tokens, c.bias, c.exact,
+                    c.x_scale, c.packed, c.w_scale, c.extreme));
     check_matmul_here(c, rel_tol);
   }
 }
@@ -783,6 +830,17 @@ TEST(Matmul, OddLengthsOfFloatRows) {
   // Tails of every length below the vector widths (8 and 16 lanes).
   for (int64_t n_in : {1, 7, 8, 15, 16, 17, 31, 33})
     for (DType t : {DType::F32, DType::F16, DType::BF16}) check_matmul({t, n_in, 6, 5, false});
+}
+
+TEST(Matmul, FloatTilesOfEveryShape) {
+  // Float weights take tiles of up to 6 rows x 4 tokens (gemm.h; AVX2 computes them 2 tokens at a time):
+  // 1..9 tokens give every column count and partial last tiles, the row counts every row remainder. Rows
+  // of 63 values have full cache lines, a lone 16-value step and a masked tail. Each case also checks
+  // thread counts and each token against itself decoded alone.
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (int64_t n_out : {1, 2, 3, 4, 5, 6, 13})
+      for (int64_t n_tokens = 1; n_tokens <= 9; ++n_tokens)
+        check_matmul({t, 63, n_out, n_tokens, n_tokens % 2 == 0});
 }
 
 TEST(Matmul, LargeAndTinyMagnitudes) {
@@ -875,6 +933,132 @@ TEST(Matmul, DequantizeRowsMatchesRowByRow) {
       expect_bits_equal(out, f.w_deq, "dequantize_rows");
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Packed Q4_0 (kernels/cpu/packed.h)
+
+// The layout, read back byte by byte from the description in packed.h.
+TEST(MatmulPacked, LayoutIsTheDescribedTranspose) {
+  std::mt19937 rng(21);
+  for (int64_t n_rows : {1, 16, 37}) {
+    for (int64_t n_cols : {32, 96, 256}) {
+      SCOPED_TRACE(fmt::format("{} x {}", n_rows, n_cols));
+      const size_t row_size = row_bytes(DType::Q4_0, n_cols), stride = row_size + 5;
+      std::vector<uint8_t> src(stride * static_cast<size_t>(n_rows));
+      for (auto& b : src) b = static_cast<uint8_t>(rng());
+      const int64_t nb = n_cols / 32, groups = (n_rows + 15) / 16;
+      const size_t group_bytes = cpu::q4_0_group_bytes(n_cols);
+      EXPECT_EQ(group_bytes % 64, 0u);
+      EXPECT_GE(group_bytes, static_cast<size_t>(16 * 18 * nb));
+      EXPECT_LT(group_bytes, static_cast<size_t>(16 * 18 * nb + 64));
+      ASSERT_EQ(cpu::q4_0_packed_bytes(n_rows, n_cols), group_bytes * static_cast<size_t>(groups));
+      std::vector<uint8_t> packed(cpu::q4_0_packed_bytes(n_rows, n_cols), 0xcd);
+      cpu::pack_q4_0(src.data(), stride, n_rows, n_cols, packed.data());
+      for (int64_t g = 0; g < groups; ++g) {
+        const uint8_t* group = packed.data() + static_cast<size_t>(g) * group_bytes;
+        for (int64_t i = 0; i < 16; ++i) {
+          const int64_t r = 16 * g + i;
+          // Padding rows (r >= n_rows) are zeros.
+          const std::vector<uint8_t> zeros(row_size, 0);
+          const uint8_t* row = r < n_rows ? src.data() + static_cast<size_t>(r) * stride : zeros.data();
+          for (int64_t b = 0; b < nb; ++b) {
+            for (int e = 0; e < 16; ++e) {  // quant byte e of block b
+              const uint8_t want = row[18 * b + 2 + e];
+              ASSERT_EQ(group[256 * b + 64 * (e / 4) + 4 * i + e % 4], want) << r << " " << b << " " << e;
+            }
+            for (int e = 0; e < 2; ++e) {
+              const uint8_t want = row[18 * b + e];
+              ASSERT_EQ(group[256 * nb + 32 * b + 2 * i + e], want) << "scale of " << r << " " << b;
+            }
+          }
+        }
+        for (size_t k = static_cast<size_t>(288 * nb); k < group_bytes; ++k) ASSERT_EQ(group[k], 0) << k;
+      }
+      // Unpacking gives back every row's bytes.
+      std::vector<uint8_t> back(row_size);
+      for (int64_t r = 0; r < n_rows; ++r) {
+        cpu::unpack_q4_0_row(packed.data(), n_cols, r, back.data());
+        ASSERT_TRUE(std::equal(back.begin(), back.end(), src.begin() + static_cast<ptrdiff_t>(r * stride)))
+            << "row " << r;
+      }
+      // Packing in slices of groups is packing once.
+      std::vector<uint8_t> sliced(packed.size(), 0x5a);
+      for (int64_t g = 0; g < groups; g += 2)
+        cpu::pack_q4_0_groups(src.data(), stride, n_rows, n_cols, sliced.data(), g,
+                              std::min<int64_t>(2, groups - g));
+      EXPECT_EQ(sliced, packed);
+    }
+  }
+}
+
+// Against the naive double reference on every level: row counts around the group of 16 (padding rows
+// never written), every tile width and its remainder, lengths from one block to 8192 values.
+TEST(MatmulPacked, MatchesTheReferenceForRowCountsAndLengths) {
+  for (int64_t n_out : {1, 15, 16, 17, 37, 64})
+    for (int64_t n_tokens : {1, 4, 5, 9})
+      check_matmul({DType::Q4_0, 96, n_out, n_tokens, n_tokens % 2 == 1, false, 1.0f, true});
+  for (int64_t n_in : {32, 64, 512, 4864})
+    check_matmul({DType::Q4_0, n_in, 33, 6, true, false, 1.0f, true}, 1e-4);
+  check_matmul({DType::Q4_0, 8192, 19, 3, false, false, 1.0f, true}, 1e-4);
+}
+
+TEST(MatmulPacked, LargeTinyAndSubnormalScales) {
+  // Activations near f32's range edges; weights whose f16 block scales are subnormal.
+  for (float scale : {1e30f, 1e-38f}) check_matmul({DType::Q4_0, 256, 21, 3, false, false, scale, true});
+  check_matmul({DType::Q4_0, 256, 21, 3, true, false, 1.0f, true, 1e-6f});
+}
+
+TEST(MatmulPacked, ExtremeNibblesAndActivations) {
+  // Nibbles 0 and 15 against activations of +-127: the largest integer sums (the AVX2 kernel adds them
+  // in 16 bits), with and without exact mode.
+  for (int64_t n_tokens : {1, 7})
+    for (bool exact : {false, true})
+      check_matmul({DType::Q4_0, 1024, 35, n_tokens, false, exact, 3.0f, true, 1.0f, true}, 1e-4);
+}
+
+TEST(MatmulPacked, ExactModeReadsThePackedRows) {
+  for (int64_t n_tokens : {1, 6})
+    check_matmul({DType::Q4_0, 512, 29, n_tokens, true, /*exact=*/true, 1.0f, true});
+}
+
+// The packed kernels' arithmetic is the unpacked scalar kernel's (per block: exact integer dot, then
+// acc += dot * (dw * dx)): the scalar levels agree bit for bit, and so do the vector levels with each other
+// (both accumulate with one fma per block). Exact mode gives the same bits packed or not.
+TEST(MatmulPacked, AgreesBitForBitWithTheUnpackedScalarKernelAndAcrossVectorLevels) {
+  std::mt19937 rng(22);
+  for (bool exact : {false, true}) {
+    MatmulCase c{DType::Q4_0, 768, 45, 7, true, exact, 1.0f, true};
+    const MatmulFixture f(c, rng);
+    MatmulCase plain = c;
+    plain.packed = false;
+    ThreadPool pool(2);
+    std::vector<std::vector<float>> vector_levels;
+    for (cpu::Isa isa : cpu::runnable_isas()) {
+      cpu::ScopedIsa scoped(isa);
+      SCOPED_TRACE(fmt::format("{} exact={}", cpu::isa_name(isa), exact));
+      std::vector<float> y_packed, y_plain;
+      cpu::matmul(f.params(c, y_packed), pool);
+      cpu::matmul(f.params(plain, y_plain), pool);
+      if (isa == cpu::Isa::Scalar || exact)
+        expect_bits_equal(y_packed, y_plain, "packed vs unpacked");
+      else
+        vector_levels.push_back(y_packed);
+    }
+    for (size_t k = 1; k < vector_levels.size(); ++k)
+      expect_bits_equal(vector_levels[k], vector_levels[0], "vector levels");
+  }
+}
+
+TEST(MatmulPacked, RejectsPackedWeightsOfOtherTypes) {
+  ThreadPool pool(1);
+  std::mt19937 rng(23);
+  const MatmulCase c{DType::Q8_0, 64, 4, 2, false};
+  const MatmulFixture f(c, rng);
+  std::vector<float> y;
+  auto p = f.params(c, y);
+  p.w_packed = f.w_storage.data();
+  EXPECT_THROW(cpu::matmul(p, pool), Error);
 }
 
 }  // namespace

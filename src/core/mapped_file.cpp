@@ -38,6 +38,17 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+void MappedFile::release(const void* p, size_t n) const {
+  const auto* begin = static_cast<const uint8_t*>(p);
+  ARIADNE_CHECK(begin >= data_ && n <= size_ && static_cast<size_t>(begin - data_) <= size_ - n,
+                fmt::format("{}: release of {} bytes outside the mapping", path_, n));
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(begin) + n) / page * page;
+  // Advice only: if the kernel refuses, the pages simply stay resident.
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }

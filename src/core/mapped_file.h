@@ -19,6 +19,10 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the pages that lie wholly inside [p, p + n), a range of this mapping, from the process's resident
+  // memory (madvise MADV_DONTNEED); the bytes stay valid: a later read faults them back in from the file.
+  void release(const void* p, size_t n) const;
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

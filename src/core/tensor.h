@@ -18,6 +18,10 @@ struct TensorView {
   std::vector<int64_t> shape;  // row-major, outermost first
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
+  // Q4_0 matrices of a loaded model: the same values repacked for the CPU matmul kernels
+  // (kernels/cpu/packed.h), owned by the loader like data; null when there is none. Ops read it instead of
+  // data, whose pages the loader may have dropped from memory (they are read back from the file on use).
+  const uint8_t* packed = nullptr;
 
   int64_t numel() const;
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }  // innermost (contiguous) dimension

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace ariadne {
 
@@ -170,6 +171,12 @@ std::unique_ptr<ModelSource> load_gguf_model(std::shared_ptr<GgufFile> file) {
 
   // The tensors point into the file's bytes; keeping the GgufFile keeps its mapping alive.
   src->storage.push_back(std::shared_ptr<const void>(file, file.get()));
+  // Q4_0 matrices are repacked for the CPU kernels; the file pages of the originals are dropped from
+  // memory as they are packed (still readable: they fault back in from the file).
+  const std::shared_ptr<MappedFile> mapping = file->mapping();
+  pack_weights(*src, [&](const uint8_t* p, size_t n) {
+    if (mapping != nullptr) mapping->release(p, n);
+  });
   return src;
 }
 

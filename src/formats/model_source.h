@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -89,7 +90,19 @@ class ModelSource {
 
   // Stores an owned copy of bytes and returns a pointer into it that lives as long as this source.
   const uint8_t* keep(std::vector<uint8_t> bytes);
+
+  // Set by pack_weights: Q4_0 matrices repacked for the CPU kernels, their bytes, and the time it took.
+  int64_t packed_tensors = 0;
+  uint64_t packed_bytes = 0;
+  double pack_seconds = 0.0;
 };
+
+// Repacks every 2-D Q4_0 tensor for the CPU matmul kernels (TensorView::packed, kernels/cpu/packed.h) into
+// one buffer kept in storage (huge pages where the system allows), a slice of rows at a time; after each
+// slice release(data, bytes) is called with the part of the tensor's original bytes packed so far, so a
+// caller whose tensors live in a file mapping can drop those pages (MappedFile::release) and resident
+// memory does not hold both copies. The GGUF loader calls it.
+void pack_weights(ModelSource& source, const std::function<void(const uint8_t*, size_t)>& release);
 
 // Divisor of each of the head_dim/2 rotary frequencies: the explicit freq_factors when the file gives
 // them (llama.cpp's rope_freqs.weight), Hugging Face's llama3 rule when scaling is Llama3 (keep high

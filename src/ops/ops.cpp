@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/packed.h"
 #include "kernels/cpu/quants.h"
 
 namespace ariadne::ops {
@@ -23,6 +24,7 @@ void linear(const Context& ctx, const TensorView& w, const float* bias, const fl
   p.y_stride = w.rows();
   p.bias = bias;
   p.exact = ctx.exact_matmul;
+  if (w.type == DType::Q4_0) p.w_packed = w.packed;
   cpu::matmul(p, ctx.pool);
 }
 
@@ -33,6 +35,17 @@ void embed(const Context& ctx, const TensorView& table, const int32_t* ids, int6
   for (int64_t t = 0; t < n_tokens; ++t) {
     if (ids[t] < 0 || ids[t] >= n_vocab)
       fail("token id {} at position {} is outside the vocabulary [0, {})", ids[t], t, n_vocab);
+  }
+  if (table.packed != nullptr && table.type == DType::Q4_0) {
+    // A packed table (often the tied output head): its rows written back in the Q4_0 layout first.
+    ctx.pool.parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> row(stride);
+      for (int64_t t = begin; t < end; ++t) {
+        cpu::unpack_q4_0_row(table.packed, n_embd, ids[t], row.data());
+        cpu::dequantize_row(table.type, row.data(), out + t * n_embd, n_embd);
+      }
+    });
+    return;
   }
   ctx.pool.parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t)

@@ -62,6 +62,7 @@ int run_info(const InfoOptions& o) {
   j["weight_bytes"] = weight_bytes;
   j["kv_bytes_per_token_f32"] = kv_elems * 4;
   j["kv_bytes_per_token_f16"] = kv_elems * 2;
+  j["packed"] = {{"tensors", s->packed_tensors}, {"bytes", s->packed_bytes}, {"seconds", s->pack_seconds}};
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -82,6 +83,9 @@ int run_info(const InfoOptions& o) {
   std::printf("tensors       %zu (%s)\n", s->tensors.size(), types.c_str());
   std::printf("parameters    %lld (%.2f M)\n", static_cast<long long>(n_params), n_params / 1e6);
   std::printf("weights       %.2f MiB\n", weight_bytes / 1048576.0);
+  if (s->packed_tensors > 0)
+    std::printf("packed q4_0   %lld matrices, %.2f MiB, repacked at load in %.3f s\n",
+                static_cast<long long>(s->packed_tensors), s->packed_bytes / 1048576.0, s->pack_seconds);
   std::printf("KV per token  %lld bytes f32, %lld bytes f16\n", static_cast<long long>(kv_elems * 4),
               static_cast<long long>(kv_elems * 2));
   return 0;

@@ -21,6 +21,12 @@ namespace ariadne::cpu::gemm {
 constexpr int kMaxRows = 4;
 constexpr int kMaxCols = 4;
 
+// Float weights (the f32, f16 and bf16 kernels below) take tiles of up to kMaxFloatRows x kMaxFloatCols:
+// with no integer products to share, the register tile alone amortises each weight's load and conversion
+// and each token's load. A level may compute such a tile as several smaller ones (same results).
+constexpr int kMaxFloatRows = 6;
+constexpr int kMaxFloatCols = 4;
+
 // 32 activations quantized symmetrically: x[i] ~ d * q[i], q in [-127, 127] (d = max|x| / 127, q rounded
 // to nearest, ties to even). sum[0] / sum[1]: sums of q over the first / second 16 values (the K-quants
 // need them per 16 or 32 values to apply their offsets). A block whose d is below kMinScale (the smallest
@@ -37,16 +43,36 @@ static_assert(sizeof(Q8Block) == 40, "Q8Block must stay packed");
 struct Tile {
   const uint8_t* w;  // first weight row (packed type, may be unaligned)
   size_t w_stride;   // bytes between weight rows
-  int rows;          // 1..kMaxRows
+  int rows;          // 1..kMaxRows (float weights: 1..kMaxFloatRows)
   const void* x;     // first token: f32 [n] or Q8Block [n/32]
   size_t x_stride;   // bytes between tokens
-  int cols;          // 1..kMaxCols
+  int cols;          // 1..kMaxCols (float weights: 1..kMaxFloatCols)
   int64_t n;         // row length in values (a multiple of the weight type's block)
   float* y;          // y[c * y_stride + r] receives the dot product of row r and token c
   int64_t y_stride;
 };
 
 using TileFn = void (*)(const Tile&);
+
+// Q4_0 weights packed 16 rows at a time (cpu::pack_q4_0, packed.h; layout described there): the 16 lanes
+// of a 512-bit register hold the same 4 bytes of 16 rows, so one unsigned x signed dot-product instruction
+// with a token's 4 bytes broadcast advances 16 outputs. A tile is one group of 16 rows x at most
+// kMaxPackedCols tokens; each output is accumulated in block order, as Tile's are.
+constexpr int kPackRows = 16;
+constexpr int kMaxPackedCols = 4;
+
+struct PackedTile {
+  const uint8_t* w;  // the group: [n/32][256] nibble bytes, then [n/32][16] f16 scales (64-byte aligned)
+  int rows;          // rows written, 1..kPackRows (the group's others are padding)
+  const Q8Block* x;  // first token, [n/32] blocks
+  size_t x_stride;   // bytes between tokens
+  int cols;          // 1..kMaxPackedCols
+  int64_t n;         // row length in values, a multiple of 32
+  float* y;          // y[c * y_stride + r] receives the dot product of the group's row r and token c
+  int64_t y_stride;
+};
+
+using PackedTileFn = void (*)(const PackedTile&);
 
 // The kernels of one level. A null entry means "not vectorised at this level": matmul.cpp then uses the
 // scalar one (same results up to rounding).
@@ -59,6 +85,7 @@ struct Kernels {
   TileFn q4_k;
   TileFn q6_k;
   void (*quantize_q8)(const float* x, Q8Block* out, int64_t n);  // n a multiple of 32
+  PackedTileFn q4_0_packed;                                      // w packed Q4_0 (above), x Q8Block
 };
 
 const Kernels& scalar_kernels();

@@ -68,33 +68,63 @@ struct BF16Row {
   }
 };
 
+// One accumulator per output, summed by hsum, then the tail in order: the same whatever the tile's shape.
+// The loops over rows and tokens are unrolled by pragma so that `acc` lives in registers (see the AVX-512
+// kernel).
 template <typename Row, int R, int C>
 void float_tile(const Tile& t) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  __m256 acc[R * C];
+#pragma GCC unroll 16
+  for (int k = 0; k < R * C; ++k) acc[k] = _mm256_setzero_ps();
   const uint8_t* w[R];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) w[r] = row(t, r);
   const float* x[C];
+#pragma GCC unroll 8
   for (int c = 0; c < C; ++c) x[c] = token<float>(t, c);
   const int64_t n8 = t.n - t.n % 8;
   for (int64_t i = 0; i < n8; i += 8) {
-    __m256 wv[R];
+    __m256 xv[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(x[c] + i);
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(w[r] + i * Row::kBytes + kPrefetchBytes), _MM_HINT_T0);
-      wv[r] = Row::load(w[r], i);
-    }
-    for (int c = 0; c < C; ++c) {
-      const __m256 xv = _mm256_loadu_ps(x[c] + i);
-      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+      const __m256 wv = Row::load(w[r], i);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[r * C + c] = _mm256_fmadd_ps(wv, xv[c], acc[r * C + c]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      float sum = hsum(acc[r][c]);
+      float sum = hsum(acc[r * C + c]);
       for (int64_t i = n8; i < t.n; ++i) sum += Row::at(w[r], i) * x[c][i];
       t.y[c * t.y_stride + r] = sum;
     }
+  }
+}
+
+// Tiles up to kMaxFloatRows x kMaxFloatCols (gemm.h), in passes of at most kFloatCols tokens: with 16
+// registers, 6 rows x 2 tokens of accumulators plus the step's loads is what fits.
+constexpr int kFloatCols = 2;
+
+template <typename Row>
+void float_dispatch(const Tile& t) {
+  static_assert(kMaxFloatRows == 6, "the table below lists every row count");
+  using Fn = void (*)(const Tile&);
+  static constexpr Fn table[kMaxFloatRows][kFloatCols] = {
+      {float_tile<Row, 1, 1>, float_tile<Row, 1, 2>}, {float_tile<Row, 2, 1>, float_tile<Row, 2, 2>},
+      {float_tile<Row, 3, 1>, float_tile<Row, 3, 2>}, {float_tile<Row, 4, 1>, float_tile<Row, 4, 2>},
+      {float_tile<Row, 5, 1>, float_tile<Row, 5, 2>}, {float_tile<Row, 6, 1>, float_tile<Row, 6, 2>},
+  };
+  for (int c0 = 0; c0 < t.cols; c0 += kFloatCols) {
+    Tile part = t;
+    part.x = token<float>(t, c0);
+    part.cols = t.cols - c0 < kFloatCols ? t.cols - c0 : kFloatCols;
+    part.y = t.y + c0 * t.y_stride;
+    table[t.rows - 1][part.cols - 1](part);
   }
 }
 
@@ -106,6 +136,74 @@ inline __m256i dot_u8s8(__m256i u, __m256i s, __m256i init) {
 }
 
 #include "kernels/cpu/gemm_int_tiles.inc"
+
+// --- Packed Q4_0 (gemm.h): a 256-bit register holds 8 rows of a group, 4 bytes each ------------------------
+
+// One group's tile in two halves of 8 rows. maddubs adds two nibble x int8 products into 16 bits
+// (|sum| <= 2 * 15 * 127); the 8 products of a block's 4-byte groups are added in 16 bits (at most
+// 16 * 15 * 127 = 30480, no overflow) and widened once. The integer dot product is exact, then
+// float(dot) * (dw * dx) is accumulated with one fma per block, as the AVX-512 kernel does: both levels
+// give the same bits.
+template <int C>
+void q4_0_packed_tile(const PackedTile& t) {
+  const int64_t nb = t.n / 32;
+  const uint8_t* scales = t.w + 256 * nb;
+  const __m256i mask = _mm256_set1_epi8(0x0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[2][C];
+  for (int h = 0; h < 2; ++h)
+    for (int c = 0; c < C; ++c) acc[h][c] = _mm256_setzero_ps();
+  const Q8Block* x[C];
+  for (int c = 0; c < C; ++c)
+    x[c] = reinterpret_cast<const Q8Block*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* q = t.w + 256 * b;
+    for (int k = 0; k < 4; ++k)
+      _mm_prefetch(reinterpret_cast<const char*>(q + 64 * k + kPrefetchBytes), _MM_HINT_T0);
+    for (int h = 0; h < 2; ++h) {
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 32 * b + 16 * h)));
+      __m256i lo[4], hi[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * k + 32 * h));
+        lo[k] = _mm256_and_si256(v, mask);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+      }
+      for (int c = 0; c < C; ++c) {
+        const Q8Block& xb = x[c][b];
+        int32_t xq[8];
+        std::memcpy(xq, xb.q, sizeof(xq));
+        __m256i s = _mm256_maddubs_epi16(lo[0], _mm256_set1_epi32(xq[0]));
+        for (int k = 1; k < 4; ++k)
+          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(xq[k])));
+        for (int k = 0; k < 4; ++k)
+          s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(xq[4 + k])));
+        const __m256i dot =
+            _mm256_add_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(-8 * (xb.sum[0] + xb.sum[1])));
+        acc[h][c] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[h][c]);
+      }
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    float* y = t.y + c * t.y_stride;
+    if (t.rows == kPackRows) {
+      _mm256_storeu_ps(y, acc[0][c]);
+      _mm256_storeu_ps(y + 8, acc[1][c]);
+    } else {
+      float all[kPackRows];
+      _mm256_storeu_ps(all, acc[0][c]);
+      _mm256_storeu_ps(all + 8, acc[1][c]);
+      std::memcpy(y, all, static_cast<size_t>(t.rows) * sizeof(float));
+    }
+  }
+}
+
+void q4_0_packed(const PackedTile& t) {
+  static constexpr PackedTileFn kByCols[kMaxPackedCols] = {q4_0_packed_tile<1>, q4_0_packed_tile<2>,
+                                                           q4_0_packed_tile<3>, q4_0_packed_tile<4>};
+  kByCols[t.cols - 1](t);
+}
 
 // --- Activation quantization: bit-identical to the scalar quantize_q8 (same products, nearest-even) -------
 
@@ -139,24 +237,18 @@ void quantize_q8(const float* x, Q8Block* out, int64_t n) {
   }
 }
 
-template <int R, int C>
-struct F32K {
-  static void run(const Tile& t) { float_tile<F32Row, R, C>(t); }
-};
-template <int R, int C>
-struct F16K {
-  static void run(const Tile& t) { float_tile<F16Row, R, C>(t); }
-};
-template <int R, int C>
-struct BF16K {
-  static void run(const Tile& t) { float_tile<BF16Row, R, C>(t); }
-};
-
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels kernels{dispatch<F32K>,  dispatch<F16K>,  dispatch<BF16K>, dispatch<Q8_0K>,
-                               dispatch<Q4_0K>, dispatch<Q4_KK>, dispatch<Q6_KK>, quantize_q8};
+  static const Kernels kernels{float_dispatch<F32Row>,
+                               float_dispatch<F16Row>,
+                               float_dispatch<BF16Row>,
+                               dispatch<Q8_0K>,
+                               dispatch<Q4_0K>,
+                               dispatch<Q4_KK>,
+                               dispatch<Q6_KK>,
+                               quantize_q8,
+                               q4_0_packed};
   return kernels;
 }
 

@@ -89,6 +89,31 @@ void tile_q4_0(const Tile& t) {
   }
 }
 
+// Packed Q4_0 (gemm.h, packed.h): the arithmetic of tile_q4_0 above, so the results are the same bits; only
+// where each row's bytes and scale lie differs.
+void tile_q4_0_packed(const PackedTile& t) {
+  const int64_t nb = t.n / 32;
+  const uint8_t* scales = t.w + 256 * nb;
+  for (int r = 0; r < t.rows; ++r) {
+    for (int c = 0; c < t.cols; ++c) {
+      const auto* x =
+          reinterpret_cast<const Q8Block*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* q = t.w + 256 * b + 4 * r;  // row r's bytes 4k..4k+3 at q + 64 * k
+        int32_t dot = 0;
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t byte = q[64 * (j / 4) + j % 4];
+          dot += (byte & 0x0f) * x[b].q[j] + (byte >> 4) * x[b].q[j + 16];
+        }
+        dot -= 8 * (x[b].sum[0] + x[b].sum[1]);
+        acc += static_cast<float>(dot) * (load_f16(scales + 32 * b + 2 * r) * x[b].d);
+      }
+      t.y[c * t.y_stride + r] = acc;
+    }
+  }
+}
+
 // Per sub-block j of 32 values: (d * scale_j * dx_j) * sum(q * qx) - (dmin * min_j * dx_j) * sum(qx).
 void tile_q4_k(const Tile& t) {
   constexpr size_t kBytes = 144;
@@ -179,7 +204,8 @@ const Kernels& scalar_kernels() {
                                tile_q4_0,
                                tile_q4_k,
                                tile_q6_k,
-                               quantize_q8};
+                               quantize_q8,
+                               tile_q4_0_packed};
   return kernels;
 }
 

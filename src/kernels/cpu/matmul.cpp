@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/packed.h"
 #include "kernels/cpu/quants.h"
 
 namespace ariadne::cpu {
@@ -15,6 +16,10 @@ namespace {
 // Rows of one panel are swept by every token group before the next panel: the panel's weights (about
 // kPanelBytes) stay in L2 while the activations stream past.
 constexpr size_t kPanelBytes = 192 * 1024;
+
+// Rows per tile when float weights (F32, F16, BF16) meet a single token. With the kernels' prefetch
+// (gemm_avx512.cpp) 4 or 6 rows at a time read F16 no faster than 1 (measured on the 2-core VM).
+constexpr int kFloatDecodeRows = 1;
 
 const uint8_t* row_ptr(const void* base, size_t stride, int64_t row) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(row) * stride;
@@ -61,7 +66,7 @@ bool is_integer_type(DType t) {
 }
 
 // One chunk of weight rows (starting at output row first_row) times every token of x, into y: tiles of
-// kMaxCols tokens x tile height rows, then the bias.
+// max_cols tokens x tile height rows, then the bias.
 struct Sweep {
   gemm::TileFn fn;
   const void* x;
@@ -70,13 +75,22 @@ struct Sweep {
   float* y;
   int64_t y_stride;
   const float* bias;
+  // Tile shape: max_rows x max_cols, or decode_rows x 1 for a single token (float weights: float_tiles()).
+  int max_rows = gemm::kMaxRows, max_cols = gemm::kMaxCols, decode_rows = 1;
+
+  // Float weights' larger tiles (gemm.h).
+  void float_tiles() {
+    max_rows = gemm::kMaxFloatRows;
+    max_cols = gemm::kMaxFloatCols;
+    decode_rows = kFloatDecodeRows;
+  }
 
   void panel(const uint8_t* w, size_t w_stride, int64_t first_row, int64_t rows) const {
     // One token reads each weight once: single rows keep that a single sequential stream, which the
     // prefetchers follow best. Several tokens reuse each loaded row across the tile's columns.
-    const int64_t tile_rows = n_tokens == 1 ? 1 : gemm::kMaxRows;
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += gemm::kMaxCols) {
-      const int cols = static_cast<int>(std::min<int64_t>(gemm::kMaxCols, n_tokens - t0));
+    const int64_t tile_rows = n_tokens == 1 ? decode_rows : max_rows;
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += max_cols) {
+      const int cols = static_cast<int>(std::min<int64_t>(max_cols, n_tokens - t0));
       for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
         gemm::Tile tile;
         tile.w = w + static_cast<size_t>(r0) * w_stride;
@@ -100,10 +114,83 @@ struct Sweep {
 // Rows per chunk handed to a thread. Prefill: a panel of about kPanelBytes (rows stay in L2 while every
 // token passes). Decode: small enough that each thread gets several chunks (the faster thread takes more),
 // large enough that taking one costs nothing next to reading it. A multiple of the tile height.
-int64_t chunk_rows(size_t row_size, int64_t n_rows, int64_t n_tokens, int n_threads) {
+int64_t chunk_rows(size_t row_size, int64_t n_rows, int64_t n_tokens, int n_threads,
+                   int64_t tile_rows = gemm::kMaxRows) {
   int64_t rows = static_cast<int64_t>(kPanelBytes / std::max<size_t>(row_size, 1));
   if (n_tokens == 1) rows = std::min(rows, std::max<int64_t>(16, n_rows / (8 * std::max(1, n_threads))));
-  return std::max<int64_t>(gemm::kMaxRows, rows / gemm::kMaxRows * gemm::kMaxRows);
+  return std::max<int64_t>(tile_rows, rows / tile_rows * tile_rows);
+}
+
+// Every token's activations rounded to Q8 blocks, [n_tokens][n_in / 32].
+std::vector<gemm::Q8Block> quantize_tokens(const MatmulParams& p, ThreadPool& pool) {
+  const int64_t blocks = p.n_in / 32;
+  std::vector<gemm::Q8Block> xq(static_cast<size_t>(p.n_tokens * blocks));
+  const gemm::Kernels& level = level_kernels(active_isa());
+  pool.parallel_for(p.n_tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      level.quantize_q8(p.x + t * p.x_stride, xq.data() + t * blocks, p.n_in);
+  });
+  return xq;
+}
+
+// Packed Q4_0 (packed.h): the same sweep over panels as Sweep, in groups of 16 rows; a thread takes whole
+// groups, so an output's tile and arithmetic never depend on the thread count or the token count.
+void matmul_packed_q4_0(const MatmulParams& p, ThreadPool& pool) {
+  const int64_t n_in = p.n_in;
+  const size_t group_bytes = q4_0_group_bytes(n_in);
+  const int64_t n_groups = (p.n_out + kQ4_0PackRows - 1) / kQ4_0PackRows;
+  const auto* packed = static_cast<const uint8_t*>(p.w_packed);
+  auto first_row = [](int64_t group) { return group * kQ4_0PackRows; };
+
+  if (p.exact) {
+    // Rows unpacked to Q4_0, dequantized to f32 scratch, then f32 tiles: the unpacked path's arithmetic.
+    const size_t x_stride_bytes = static_cast<size_t>(p.x_stride) * sizeof(float);
+    Sweep sweep{pick(DType::F32), p.x, x_stride_bytes, p.n_tokens, n_in, p.y, p.y_stride, p.bias};
+    const RowKernels& kernels = row_kernels(DType::Q4_0);
+    const size_t f32_row = static_cast<size_t>(n_in) * sizeof(float);
+    const int64_t rows = chunk_rows(f32_row, p.n_out, p.n_tokens, pool.size());
+    const int64_t chunk = std::max<int64_t>(1, rows / kQ4_0PackRows);
+    pool.parallel_chunks(n_groups, chunk, [&](int64_t begin, int64_t end) {
+      const int64_t r0 = first_row(begin), r1 = std::min(first_row(end), p.n_out);
+      std::vector<float> scratch(static_cast<size_t>((r1 - r0) * n_in));
+      std::vector<uint8_t> row(row_bytes(DType::Q4_0, n_in));
+      for (int64_t r = r0; r < r1; ++r) {
+        unpack_q4_0_row(packed, n_in, r, row.data());
+        kernels.dequantize(row.data(), scratch.data() + (r - r0) * n_in, n_in);
+      }
+      sweep.panel(reinterpret_cast<const uint8_t*>(scratch.data()), f32_row, r0, r1 - r0);
+    });
+    return;
+  }
+
+  const std::vector<gemm::Q8Block> xq = quantize_tokens(p, pool);
+  const size_t x_stride = static_cast<size_t>(n_in / 32) * sizeof(gemm::Q8Block);
+  gemm::PackedTileFn fn = level_kernels(active_isa()).q4_0_packed;
+  if (fn == nullptr) fn = gemm::scalar_kernels().q4_0_packed;
+  // At most a panel of groups per chunk, and (prefill as decode) about 8 chunks per thread, so that small
+  // matrices (a few panels) still keep every thread busy to the end.
+  const int64_t panel = std::max<int64_t>(1, static_cast<int64_t>(kPanelBytes / group_bytes));
+  const int64_t chunk = std::clamp<int64_t>(n_groups / (8 * std::max(1, pool.size())), 1, panel);
+  pool.parallel_chunks(n_groups, chunk, [&](int64_t begin, int64_t end) {
+    for (int64_t t0 = 0; t0 < p.n_tokens; t0 += gemm::kMaxPackedCols) {
+      gemm::PackedTile tile;
+      tile.x = xq.data() + t0 * (n_in / 32);
+      tile.x_stride = x_stride;
+      tile.cols = static_cast<int>(std::min<int64_t>(gemm::kMaxPackedCols, p.n_tokens - t0));
+      tile.n = n_in;
+      tile.y_stride = p.y_stride;
+      for (int64_t g = begin; g < end; ++g) {
+        tile.w = packed + static_cast<size_t>(g) * group_bytes;
+        tile.rows = static_cast<int>(std::min<int64_t>(kQ4_0PackRows, p.n_out - first_row(g)));
+        tile.y = p.y + t0 * p.y_stride + first_row(g);
+        fn(tile);
+      }
+    }
+    if (p.bias == nullptr) return;
+    const int64_t r0 = first_row(begin), r1 = std::min(first_row(end), p.n_out);
+    for (int64_t t = 0; t < p.n_tokens; ++t)
+      for (int64_t r = r0; r < r1; ++r) p.y[t * p.y_stride + r] += p.bias[r];
+  });
 }
 
 }  // namespace
@@ -117,14 +204,22 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
   ARIADNE_CHECK(p.n_in % block_size(p.w_type) == 0,
                 fmt::format("matmul: n_in {} is not a multiple of the {} block size {}", p.n_in,
                             dtype_name(p.w_type), block_size(p.w_type)));
-  if (p.n_out == 0 || p.n_tokens == 0) return;
-  ARIADNE_CHECK(p.w != nullptr && p.x != nullptr && p.y != nullptr, "matmul: null w, x or y");
   ARIADNE_CHECK(
-      p.w_row_stride >= row_bytes(p.w_type, p.n_in),
-      fmt::format("matmul: w_row_stride {} < row size {}", p.w_row_stride, row_bytes(p.w_type, p.n_in)));
+      p.w_packed == nullptr || p.w_type == DType::Q4_0,
+      fmt::format("matmul: packed weights given for {} (only q4_0 is packed)", dtype_name(p.w_type)));
+  if (p.n_out == 0 || p.n_tokens == 0) return;
+  ARIADNE_CHECK(p.x != nullptr && p.y != nullptr, "matmul: null x or y");
   ARIADNE_CHECK(p.n_tokens == 1 || (p.x_stride >= p.n_in && p.y_stride >= p.n_out),
                 fmt::format("matmul: x_stride {} < n_in {} or y_stride {} < n_out {}", p.x_stride, p.n_in,
                             p.y_stride, p.n_out));
+  if (p.w_packed != nullptr) {
+    matmul_packed_q4_0(p, pool);
+    return;
+  }
+  ARIADNE_CHECK(p.w != nullptr, "matmul: null w");
+  ARIADNE_CHECK(
+      p.w_row_stride >= row_bytes(p.w_type, p.n_in),
+      fmt::format("matmul: w_row_stride {} < row size {}", p.w_row_stride, row_bytes(p.w_type, p.n_in)));
 
   const int64_t n_in = p.n_in;
   const size_t x_stride_bytes = static_cast<size_t>(p.x_stride) * sizeof(float);
@@ -132,16 +227,10 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
 
   if (is_integer_type(p.w_type) && !p.exact) {
     // Quantize every token's activations once, then integer tiles.
-    const int64_t blocks = n_in / 32;
-    std::vector<gemm::Q8Block> xq(static_cast<size_t>(p.n_tokens * blocks));
-    const gemm::Kernels& level = level_kernels(active_isa());
-    pool.parallel_for(p.n_tokens, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t)
-        level.quantize_q8(p.x + t * p.x_stride, xq.data() + t * blocks, n_in);
-    });
+    const std::vector<gemm::Q8Block> xq = quantize_tokens(p, pool);
     sweep.fn = pick(p.w_type);
     sweep.x = xq.data();
-    sweep.x_stride = static_cast<size_t>(blocks) * sizeof(gemm::Q8Block);
+    sweep.x_stride = static_cast<size_t>(n_in / 32) * sizeof(gemm::Q8Block);
     const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size());
     pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
       sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
@@ -151,7 +240,9 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
 
   if (!is_integer_type(p.w_type)) {
     sweep.fn = pick(p.w_type);
-    const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size());
+    sweep.float_tiles();
+    const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size(),
+                                     p.n_tokens == 1 ? sweep.decode_rows : sweep.max_rows);
     pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
       sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
     });

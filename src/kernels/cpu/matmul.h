@@ -25,14 +25,18 @@ struct MatmulParams {
   // (integer dot products, as llama.cpp does). exact = true dequantizes the weights to f32 instead and
   // computes in f32 like the float types: slower, but equal to the dequantized model's arithmetic.
   bool exact = false;
+  // Q4_0 only, optional: the same matrix packed by pack_q4_0 (packed.h), 64-byte aligned for speed. When
+  // set, it is read instead of w (w and w_row_stride are then not used), by the integer kernels and in
+  // exact mode alike.
+  const void* w_packed = nullptr;
 };
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens, o < n_out.
-// Vectorised for the active instruction-set level (isa.h); tiles of up to 4 rows x 4 tokens, parallel over
-// rows. Every output is reduced in an order fixed by n_in alone, so y is bit-identical for any thread count
-// and for any n_tokens (a token alone or in a batch gives the same row) at a given level; levels agree
-// within rounding. Bad params (sizes, strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or
-// bias.
+// Vectorised for the active instruction-set level (isa.h); tiles of up to 4 rows x 4 tokens (float weights:
+// 6 rows x 4 tokens; packed Q4_0: 16 rows x 4 tokens), parallel over rows. Every output is reduced in an
+// order fixed by n_in alone, so y is bit-identical for any thread count and for any n_tokens (a token alone
+// or in a batch gives the same row) at a given level; levels agree within rounding. Bad params (sizes,
+// strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or bias.
 void matmul(const MatmulParams& p, ThreadPool& pool);
 
 // dst[r][c] = W[r][c] as f32 for r < n_rows, c < n_cols; dst: [n_rows][n_cols], contiguous. Source rows
