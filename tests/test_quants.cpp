@@ -996,7 +996,7 @@ TEST(MatmulPacked, LayoutIsTheDescribedTranspose) {
 // never written), every tile width and its remainder, lengths from one block to 8192 values.
 TEST(MatmulPacked, MatchesTheReferenceForRowCountsAndLengths) {
   for (int64_t n_out : {1, 15, 16, 17, 37, 64})
-    for (int64_t n_tokens : {1, 4, 5, 9})
+    for (int64_t n_tokens : {1, 4, 5, 8, 9, 13})
       check_matmul({DType::Q4_0, 96, n_out, n_tokens, n_tokens % 2 == 1, false, 1.0f, true});
   for (int64_t n_in : {32, 64, 512, 4864})
     check_matmul({DType::Q4_0, n_in, 33, 6, true, false, 1.0f, true}, 1e-4);

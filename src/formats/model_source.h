@@ -98,7 +98,7 @@ class ModelSource {
 };
 
 // Repacks every 2-D Q4_0 tensor for the CPU matmul kernels (TensorView::packed, kernels/cpu/packed.h) into
-// one buffer kept in storage (huge pages where the system allows), a slice of rows at a time; after each
+// one buffer kept in storage, a slice of rows at a time; after each
 // slice release(data, bytes) is called with the part of the tensor's original bytes packed so far, so a
 // caller whose tensors live in a file mapping can drop those pages (MappedFile::release) and resident
 // memory does not hold both copies. The GGUF loader calls it.

@@ -59,16 +59,25 @@ using TileFn = void (*)(const Tile&);
 // with a token's 4 bytes broadcast advances 16 outputs. A tile is one group of 16 rows x at most
 // kMaxPackedCols tokens; each output is accumulated in block order, as Tile's are.
 constexpr int kPackRows = 16;
-constexpr int kMaxPackedCols = 4;
+constexpr int kMaxPackedCols = 8;
+
+// A Q8Block as the packed kernels read it: the sums folded into the integer the nibbles' offset needs,
+// offset = -8 * (sum[0] + sum[1]), so a kernel loads it as the start of the dot product.
+struct Q8OffsetBlock {
+  float d;
+  int32_t offset;
+  int8_t q[32];
+};
+static_assert(sizeof(Q8OffsetBlock) == 40, "Q8OffsetBlock must stay packed");
 
 struct PackedTile {
   const uint8_t* w;  // the group: [n/32][256] nibble bytes, then [n/32][16] f16 scales (64-byte aligned)
   int rows;          // rows written, 1..kPackRows (the group's others are padding)
-  const Q8Block* x;  // first token, [n/32] blocks
-  size_t x_stride;   // bytes between tokens
-  int cols;          // 1..kMaxPackedCols
-  int64_t n;         // row length in values, a multiple of 32
-  float* y;          // y[c * y_stride + r] receives the dot product of the group's row r and token c
+  const Q8OffsetBlock* x;  // first token, [n/32] blocks
+  size_t x_stride;         // bytes between tokens
+  int cols;                // 1..kMaxPackedCols
+  int64_t n;               // row length in values, a multiple of 32
+  float* y;                // y[c * y_stride + r] receives the dot product of the group's row r and token c
   int64_t y_stride;
 };
 
@@ -85,7 +94,7 @@ struct Kernels {
   TileFn q4_k;
   TileFn q6_k;
   void (*quantize_q8)(const float* x, Q8Block* out, int64_t n);  // n a multiple of 32
-  PackedTileFn q4_0_packed;                                      // w packed Q4_0 (above), x Q8Block
+  PackedTileFn q4_0_packed;                                      // w packed Q4_0 (above), x Q8OffsetBlock
 };
 
 const Kernels& scalar_kernels();

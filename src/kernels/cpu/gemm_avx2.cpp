@@ -153,9 +153,9 @@ void q4_0_packed_tile(const PackedTile& t) {
   __m256 acc[2][C];
   for (int h = 0; h < 2; ++h)
     for (int c = 0; c < C; ++c) acc[h][c] = _mm256_setzero_ps();
-  const Q8Block* x[C];
+  const Q8OffsetBlock* x[C];
   for (int c = 0; c < C; ++c)
-    x[c] = reinterpret_cast<const Q8Block*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
+    x[c] = reinterpret_cast<const Q8OffsetBlock*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* q = t.w + 256 * b;
     for (int k = 0; k < 4; ++k)
@@ -170,7 +170,7 @@ void q4_0_packed_tile(const PackedTile& t) {
         hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
       }
       for (int c = 0; c < C; ++c) {
-        const Q8Block& xb = x[c][b];
+        const Q8OffsetBlock& xb = x[c][b];
         int32_t xq[8];
         std::memcpy(xq, xb.q, sizeof(xq));
         __m256i s = _mm256_maddubs_epi16(lo[0], _mm256_set1_epi32(xq[0]));
@@ -178,8 +178,7 @@ void q4_0_packed_tile(const PackedTile& t) {
           s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(xq[k])));
         for (int k = 0; k < 4; ++k)
           s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(xq[4 + k])));
-        const __m256i dot =
-            _mm256_add_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(-8 * (xb.sum[0] + xb.sum[1])));
+        const __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(xb.offset));
         acc[h][c] =
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[h][c]);
       }
@@ -199,10 +198,18 @@ void q4_0_packed_tile(const PackedTile& t) {
   }
 }
 
+// Tiles wider than 4 tokens run as tiles of 4 (16 registers hold no more accumulators); each token's
+// arithmetic is the same in any of them.
 void q4_0_packed(const PackedTile& t) {
-  static constexpr PackedTileFn kByCols[kMaxPackedCols] = {q4_0_packed_tile<1>, q4_0_packed_tile<2>,
-                                                           q4_0_packed_tile<3>, q4_0_packed_tile<4>};
-  kByCols[t.cols - 1](t);
+  static constexpr PackedTileFn kByCols[4] = {q4_0_packed_tile<1>, q4_0_packed_tile<2>, q4_0_packed_tile<3>,
+                                              q4_0_packed_tile<4>};
+  PackedTile part = t;
+  for (int c0 = 0; c0 < t.cols; c0 += 4) {
+    part.x = reinterpret_cast<const Q8OffsetBlock*>(reinterpret_cast<const uint8_t*>(t.x) + c0 * t.x_stride);
+    part.y = t.y + c0 * t.y_stride;
+    part.cols = t.cols - c0 < 4 ? t.cols - c0 : 4;
+    kByCols[part.cols - 1](part);
+  }
 }
 
 // --- Activation quantization: bit-identical to the scalar quantize_q8 (same products, nearest-even) -------

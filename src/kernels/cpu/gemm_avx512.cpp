@@ -247,9 +247,9 @@ struct Q4_0Wide {
 
 // Per block, the group's 256 nibble bytes give 8 registers (low / high nibbles of 4 chunks: values 4k..4k+3
 // and 16+4k..16+4k+3 of every row), reused by every token of the tile; a token's 4 bytes of each chunk are
-// broadcast from memory. Two chains of 4 products per token (low and high nibbles) keep more instructions
-// in flight; the integer sum is exact whichever way it is split. Then one fma per block and 16 rows:
-// acc += float(dot) * (dw * dx), as the AVX2 kernel does.
+// broadcast from memory, and its offset starts the dot product. Two chains of 4 products per token (low and
+// high nibbles) keep more instructions in flight; the integer sum is exact whichever way it is split. Then
+// one fma per block and 16 rows: acc += float(dot) * (dw * dx), as the AVX2 kernel does.
 inline __m512i broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -263,9 +263,9 @@ void q4_0_packed_tile(const PackedTile& t) {
   const __m512i mask = _mm512_set1_epi8(0x0f);
   __m512 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-  const Q8Block* x[C];
+  const Q8OffsetBlock* x[C];
   for (int c = 0; c < C; ++c)
-    x[c] = reinterpret_cast<const Q8Block*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
+    x[c] = reinterpret_cast<const Q8OffsetBlock*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* q = t.w + 256 * b;
     __m512i lo[4], hi[4];
@@ -277,8 +277,8 @@ void q4_0_packed_tile(const PackedTile& t) {
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * b)));
     for (int c = 0; c < C; ++c) {
-      const Q8Block& xb = x[c][b];
-      __m512i dot_lo = _mm512_set1_epi32(-8 * (xb.sum[0] + xb.sum[1]));
+      const Q8OffsetBlock& xb = x[c][b];
+      __m512i dot_lo = _mm512_set1_epi32(xb.offset);
       __m512i dot_hi = _mm512_setzero_si512();
       for (int k = 0; k < 4; ++k) {
         dot_lo = _mm512_dpbusd_epi32(dot_lo, lo[k], broadcast4(xb.q + 4 * k));
@@ -293,8 +293,10 @@ void q4_0_packed_tile(const PackedTile& t) {
 }
 
 void q4_0_packed(const PackedTile& t) {
-  static constexpr PackedTileFn kByCols[kMaxPackedCols] = {q4_0_packed_tile<1>, q4_0_packed_tile<2>,
-                                                           q4_0_packed_tile<3>, q4_0_packed_tile<4>};
+  static_assert(kMaxPackedCols == 8, "one kernel per tile width");
+  static constexpr PackedTileFn kByCols[kMaxPackedCols] = {
+      q4_0_packed_tile<1>, q4_0_packed_tile<2>, q4_0_packed_tile<3>, q4_0_packed_tile<4>,
+      q4_0_packed_tile<5>, q4_0_packed_tile<6>, q4_0_packed_tile<7>, q4_0_packed_tile<8>};
   kByCols[t.cols - 1](t);
 }
 

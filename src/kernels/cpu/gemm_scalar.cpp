@@ -97,7 +97,7 @@ void tile_q4_0_packed(const PackedTile& t) {
   for (int r = 0; r < t.rows; ++r) {
     for (int c = 0; c < t.cols; ++c) {
       const auto* x =
-          reinterpret_cast<const Q8Block*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
+          reinterpret_cast<const Q8OffsetBlock*>(reinterpret_cast<const uint8_t*>(t.x) + c * t.x_stride);
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* q = t.w + 256 * b + 4 * r;  // row r's bytes 4k..4k+3 at q + 64 * k
@@ -106,7 +106,7 @@ void tile_q4_0_packed(const PackedTile& t) {
           const uint8_t byte = q[64 * (j / 4) + j % 4];
           dot += (byte & 0x0f) * x[b].q[j] + (byte >> 4) * x[b].q[j + 16];
         }
-        dot -= 8 * (x[b].sum[0] + x[b].sum[1]);
+        dot += x[b].offset;  // -8 * (sum[0] + sum[1]): the same integer as tile_q4_0's
         acc += static_cast<float>(dot) * (load_f16(scales + 32 * b + 2 * r) * x[b].d);
       }
       t.y[c * t.y_stride + r] = acc;

@@ -1,6 +1,7 @@
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -17,9 +18,12 @@ namespace {
 // kPanelBytes) stay in L2 while the activations stream past.
 constexpr size_t kPanelBytes = 192 * 1024;
 
-// Rows per tile when float weights (F32, F16, BF16) meet a single token. With the kernels' prefetch
-// (gemm_avx512.cpp) 4 or 6 rows at a time read F16 no faster than 1 (measured on the 2-core VM).
+// Float weights (F32, F16, BF16) meeting a single token: rows per tile, and bytes per chunk a thread takes
+// (four panels, a longer sequential stream between jumps). Measured with F16 on the 2-core VM: 4 or 6 rows
+// per tile read no faster than 1 with the kernels' prefetch (gemm_avx512.cpp); 768 KiB chunks decode about
+// 3% faster than 192 KiB ones.
 constexpr int kFloatDecodeRows = 1;
+constexpr size_t kFloatDecodeChunkBytes = 4 * kPanelBytes;
 
 const uint8_t* row_ptr(const void* base, size_t stride, int64_t row) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(row) * stride;
@@ -112,11 +116,13 @@ struct Sweep {
 };
 
 // Rows per chunk handed to a thread. Prefill: a panel of about kPanelBytes (rows stay in L2 while every
-// token passes). Decode: small enough that each thread gets several chunks (the faster thread takes more),
-// large enough that taking one costs nothing next to reading it. A multiple of the tile height.
+// token passes). Decode: at most decode_bytes, small enough that each thread gets several chunks (the faster
+// thread takes more), large enough that taking one costs nothing next to reading it. A multiple of the tile
+// height.
 int64_t chunk_rows(size_t row_size, int64_t n_rows, int64_t n_tokens, int n_threads,
-                   int64_t tile_rows = gemm::kMaxRows) {
-  int64_t rows = static_cast<int64_t>(kPanelBytes / std::max<size_t>(row_size, 1));
+                   int64_t tile_rows = gemm::kMaxRows, size_t decode_bytes = kPanelBytes) {
+  const size_t bytes = n_tokens == 1 ? decode_bytes : kPanelBytes;
+  int64_t rows = static_cast<int64_t>(bytes / std::max<size_t>(row_size, 1));
   if (n_tokens == 1) rows = std::min(rows, std::max<int64_t>(16, n_rows / (8 * std::max(1, n_threads))));
   return std::max<int64_t>(tile_rows, rows / tile_rows * tile_rows);
 }
@@ -163,8 +169,23 @@ void matmul_packed_q4_0(const MatmulParams& p, ThreadPool& pool) {
     return;
   }
 
-  const std::vector<gemm::Q8Block> xq = quantize_tokens(p, pool);
-  const size_t x_stride = static_cast<size_t>(n_in / 32) * sizeof(gemm::Q8Block);
+  // Every token's activations as Q8 blocks, their sums folded into the nibbles' offset (gemm.h).
+  const int64_t blocks = n_in / 32;
+  std::vector<gemm::Q8OffsetBlock> xq(static_cast<size_t>(p.n_tokens * blocks));
+  const gemm::Kernels& level = level_kernels(active_isa());
+  pool.parallel_for(p.n_tokens, [&](int64_t begin, int64_t end) {
+    std::vector<gemm::Q8Block> row(static_cast<size_t>(blocks));
+    for (int64_t t = begin; t < end; ++t) {
+      level.quantize_q8(p.x + t * p.x_stride, row.data(), n_in);
+      gemm::Q8OffsetBlock* out = xq.data() + t * blocks;
+      for (int64_t b = 0; b < blocks; ++b) {
+        out[b].d = row[b].d;
+        out[b].offset = -8 * (row[b].sum[0] + row[b].sum[1]);
+        std::memcpy(out[b].q, row[b].q, sizeof(out[b].q));
+      }
+    }
+  });
+  const size_t x_stride = static_cast<size_t>(blocks) * sizeof(gemm::Q8OffsetBlock);
   gemm::PackedTileFn fn = level_kernels(active_isa()).q4_0_packed;
   if (fn == nullptr) fn = gemm::scalar_kernels().q4_0_packed;
   // At most a panel of groups per chunk, and (prefill as decode) about 8 chunks per thread, so that small
@@ -174,7 +195,7 @@ void matmul_packed_q4_0(const MatmulParams& p, ThreadPool& pool) {
   pool.parallel_chunks(n_groups, chunk, [&](int64_t begin, int64_t end) {
     for (int64_t t0 = 0; t0 < p.n_tokens; t0 += gemm::kMaxPackedCols) {
       gemm::PackedTile tile;
-      tile.x = xq.data() + t0 * (n_in / 32);
+      tile.x = xq.data() + t0 * blocks;
       tile.x_stride = x_stride;
       tile.cols = static_cast<int>(std::min<int64_t>(gemm::kMaxPackedCols, p.n_tokens - t0));
       tile.n = n_in;
@@ -241,8 +262,9 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
   if (!is_integer_type(p.w_type)) {
     sweep.fn = pick(p.w_type);
     sweep.float_tiles();
-    const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size(),
-                                     p.n_tokens == 1 ? sweep.decode_rows : sweep.max_rows);
+    const int64_t panel =
+        chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size(),
+                   p.n_tokens == 1 ? sweep.decode_rows : sweep.max_rows, kFloatDecodeChunkBytes);
     pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
       sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
     });

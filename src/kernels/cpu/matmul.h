@@ -33,7 +33,7 @@ struct MatmulParams {
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens, o < n_out.
 // Vectorised for the active instruction-set level (isa.h); tiles of up to 4 rows x 4 tokens (float weights:
-// 6 rows x 4 tokens; packed Q4_0: 16 rows x 4 tokens), parallel over rows. Every output is reduced in an
+// 6 rows x 4 tokens; packed Q4_0: 16 rows x 8 tokens), parallel over rows. Every output is reduced in an
 // order fixed by n_in alone, so y is bit-identical for any thread count and for any n_tokens (a token alone
 // or in a batch gives the same row) at a given level; levels agree within rounding. Bad params (sizes,
 // strides, null pointers) fail ARIADNE_CHECK. y must not alias w, x or bias.
