@@ -187,6 +187,28 @@ TEST_F(BenchCliTest, LibraryRunsThePlanAndLeavesTheSessionEmpty) {
   EXPECT_THROW(run_bench(small, o), Error);
 }
 
+// A deeper test goes on from the depth held instead of filling again from the start: -d 4,10 with -b 2
+// fills 2 + 2 chunks, then 3 more (4 -> 10), not 2 + 5.
+TEST_F(BenchCliTest, DeeperTestsContinueFromTheDepthHeld) {
+  BenchOptions o;
+  o.n_prompt = {0};
+  o.n_gen = {2};
+  o.n_depth = {4, 10};
+  o.repetitions = 2;
+  o.n_batch = 2;
+  o.warmup = false;
+  SessionOptions so;
+  so.n_ctx = bench_context(o);
+  Session session(open_model(model()), so);
+  std::vector<int64_t> depth_starts;
+  const auto results = run_bench(session, o, nullptr, [&](const BenchProgress& p) {
+    if (p.phase == BenchProgress::Phase::Depth) depth_starts.push_back(p.tokens_done);
+  });
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(depth_starts, (std::vector<int64_t>{0, 2, 4, 6, 8}));
+  EXPECT_EQ(session.n_past(), 0);
+}
+
 TEST(BenchCliStats, MeanSampleStddevAndMedian) {
   const std::vector<double> four{4, 1, 3, 2};
   const SampleStats s = sample_stats(four);

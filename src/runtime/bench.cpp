@@ -239,16 +239,25 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
 
     // The depth is filled (untimed, in -b chunks so that progress can be shown between them) once, and
     // every later run, of this test or of the next one at the same depth, truncates the cache back to it
-    // (llama-bench restores a saved state the same way).
+    // (llama-bench restores a saved state the same way). Without a compressing policy a deeper test goes on
+    // from the depth held (a cache of random ids is one whatever order they came in), so -d 16384,32768
+    // fills 32768 tokens, not 49152.
     auto restore_depth = [&](int rep) {
       if (held_depth == t.n_depth) {
         session.truncate(t.n_depth);
         return;
       }
-      session.clear();
-      held_depth = -1;
       const KvPolicy* policy = session.kv().policy();
-      if (policy != nullptr && policy->compresses_prefill() && t.n_depth > 1) {
+      const bool compressing = policy != nullptr && policy->compresses_prefill();
+      int64_t done = 0;
+      if (!compressing && held_depth > 0 && held_depth < t.n_depth) {
+        session.truncate(held_depth);
+        done = held_depth;
+      } else {
+        session.clear();
+      }
+      held_depth = -1;
+      if (compressing && t.n_depth > 1) {
         // One eval (chunked by the session), so that the policy sees the whole depth as one prompt and
         // compresses it layer by layer.
         report(BenchProgress::Phase::Depth, rep, 0, t.n_depth);
@@ -257,7 +266,7 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
           return true;
         });
       } else {
-        for (int64_t done = 0; done < t.n_depth;) {
+        while (done < t.n_depth) {
           report(BenchProgress::Phase::Depth, rep, done, t.n_depth);
           const int64_t len = std::min(o.n_batch, t.n_depth - done);
           session.eval(random_ids(len), false);
