@@ -1146,9 +1146,9 @@ TEST(HataCli, BenchAttentionOnly) {
   EXPECT_EQ(j[1]["method"], "hash-random");
   EXPECT_EQ(j[1]["k"], 63);  // ceil(1000 / 16)
   EXPECT_EQ(j[3]["k"], 128);
-  // Per entry and KV head: 2 code words and an f32 norm, against K and V rows of 64 f32 and a position.
+  // Per entry and KV head: 2 code words and an f16 norm, against K and V rows of 64 f32 and a position.
   const auto side = j[3]["side_bytes"].get<double>(), kv = j[3]["kv_bytes"].get<double>();
-  EXPECT_DOUBLE_EQ(side / kv, (16.0 + 4.0) / (2 * 64 * 4 + 4));
+  EXPECT_DOUBLE_EQ(side / kv, (16.0 + 2.0) / (2 * 64 * 4 + 4));
 }
 
 }  // namespace
