@@ -98,12 +98,47 @@ TEST(Xl3mEntropy, MatchesFloat64ReferenceAndKnownValues) {
 }
 
 TEST(Xl3mEntropy, ScoreNames) {
-  for (Xl3mScore s : {Xl3mScore::LastEntropy, Xl3mScore::MeanQuestionEntropy, Xl3mScore::QuestionNll})
+  for (Xl3mScore s :
+       {Xl3mScore::LastEntropy, Xl3mScore::MeanQuestionEntropy, Xl3mScore::QuestionNll, Xl3mScore::Fused})
     EXPECT_EQ(xl3m_score_from_name(xl3m_score_name(s)), s);
   EXPECT_EQ(xl3m_score_from_name("LAST_ENTROPY"), Xl3mScore::LastEntropy);
   EXPECT_EQ(xl3m_score_from_name("Mean_Q_Entropy"), Xl3mScore::MeanQuestionEntropy);
   EXPECT_EQ(xl3m_score_from_name("Q_NLL"), Xl3mScore::QuestionNll);
   EXPECT_FALSE(xl3m_score_from_name("entropy").has_value());
+}
+
+// The fused order takes in turn the best segment not yet taken by a, then by b: a segment both rank high is
+// taken once and the other ranking's turn goes to its next one; NaN ranks last in each.
+TEST(Xl3mEntropy, FusedScoresInterleaveTheTwoRankings) {
+  //                            segment: 0    1    2    3    4
+  const std::vector<double> a = {0.5, 0.1, 0.9, 0.3, NAN};  // a's order: 1 3 0 2 4
+  const std::vector<double> b = {0.2, 0.8, 0.1, 0.7, 0.9};  // b's order: 2 0 3 1 4
+  const std::vector<double> fused = xl3m_fuse_scores(a, b);
+  // Places: segment 1 -> 0 (a's 1st), 2 -> 1 (b's 1st), 3 -> 2 (a's 2nd), 0 -> 3 (b's 2nd), 4 -> 4 (a's
+  // next not taken: 0 and 2 are).
+  EXPECT_EQ(fused, (std::vector<double>{3, 0, 1, 2, 4}));
+  EXPECT_EQ(xl3m_rank_order(fused), (std::vector<size_t>{1, 2, 3, 0, 4}));
+
+  // Against the definition on random scores (equal lists in every fifth trial: then the order is a's).
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int trial = 0; trial < 50; ++trial) {
+    const size_t n = 1 + rng() % 40;
+    std::vector<double> x(n), y(n);
+    for (size_t i = 0; i < n; ++i) x[i] = u(rng), y[i] = trial % 5 == 0 ? x[i] : u(rng);
+    const std::vector<size_t> order = xl3m_rank_order(xl3m_fuse_scores(x, y));
+    const std::vector<size_t> ox = xl3m_rank_order(x), oy = xl3m_rank_order(y);
+    std::vector<size_t> expected;
+    std::vector<bool> taken(n, false);
+    size_t ix = 0, iy = 0;
+    for (bool turn_x = true; expected.size() < n; turn_x = !turn_x) {
+      const std::vector<size_t>& o = turn_x ? ox : oy;
+      size_t& it = turn_x ? ix : iy;
+      while (it < n && taken[o[it]]) ++it;
+      if (it < n) taken[o[it]] = true, expected.push_back(o[it]);
+    }
+    EXPECT_EQ(order, expected) << "trial " << trial;
+  }
 }
 
 // ---- Segmentation (spec §4.2). ----
@@ -442,6 +477,10 @@ TEST_F(Xl3mStories, ScoresDoNotDependOnOrderOrChunking) {
   const std::vector<double> backward =
       score_xl3m_segments(*chunked, in, reversed, Xl3mScore::MeanQuestionEntropy);
   for (size_t i = 0; i < segs.size(); ++i) EXPECT_NEAR(backward[segs.size() - 1 - i], forward[i], 1e-4) << i;
+  // The fused score is the two entropies' rankings interleaved, from the same pass.
+  const std::vector<double> last = score_xl3m_segments(*s, in, segs, Xl3mScore::LastEntropy);
+  const std::vector<double> fused = score_xl3m_segments(*s, in, segs, Xl3mScore::Fused);
+  EXPECT_EQ(xl3m_rank_order(fused), xl3m_rank_order(xl3m_fuse_scores(last, forward)));
   // The prefix stays cached: the session holds P afterwards.
   EXPECT_EQ(chunked->n_past(), static_cast<int64_t>(prefix.size()));
 }
@@ -635,6 +674,16 @@ TEST(Xl3mNeedle, ThePlantedSegmentIsChosenFarOutsideTheWindow) {
     EXPECT_EQ(g.tokens[0], kAnswer);
     session.clear();
   }
+  {
+    // Fused: the needle's segment is both rankings' first, so it is taken first.
+    const Xl3mResult r =
+        xl3m_key_context(session, Xl3mInput{prefix, body, question}, opts(0, 8, 32, 4, Xl3mScore::Fused));
+    ASSERT_FALSE(r.selection.chosen.empty());
+    const TokenSpan first = r.segments[static_cast<size_t>(r.selection.chosen[0])];
+    EXPECT_TRUE(first.begin <= static_cast<int64_t>(needle_at) &&
+                static_cast<int64_t>(needle_at) < first.end);
+    EXPECT_NE(std::find(r.key.begin(), r.key.end(), kNeedle), r.key.end());
+  }
   // Control: truncation to the last tokens loses the needle, and the model then has no answer.
   std::vector<int32_t> tail = prefix;
   tail.insert(tail.end(), body.end() - (window - 8 - 4), body.end());
@@ -755,7 +804,7 @@ TEST(Xl3mEval, MethodsSelectContextAndRecordTheNeedle) {
   const eval::MethodRegistry methods = eval::builtin_methods();
   eval::RunnerOptions ro;
   eval::Runner runner(source, *tok, methods, ro);
-  for (const char* name : {"xl3m", "xl3m-mean-q-entropy", "xl3m-q-nll", "truncate"}) {
+  for (const char* name : {"xl3m", "xl3m-mean-q-entropy", "xl3m-q-nll", "xl3m-fused", "truncate"}) {
     const eval::SampleResult r = runner.run(sample, methods.parse(name));
     EXPECT_EQ(r.n_prompt, sample.n_tokens) << name;
     EXPECT_LE(r.n_fed + sample.max_new_tokens, 512) << name;

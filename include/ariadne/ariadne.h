@@ -285,7 +285,8 @@ const char* ariadne_text_stream_text(const ariadne_text_stream* stream, size_t* 
 typedef enum ariadne_xl3m_score {
   ARIADNE_XL3M_LAST_ENTROPY = 0,   /* entropy of the next-token distribution after Xt (the default) */
   ARIADNE_XL3M_MEAN_Q_ENTROPY = 1, /* mean entropy of the rows predicting each token of Xt and the answer */
-  ARIADNE_XL3M_Q_NLL = 2           /* mean negative log-likelihood of the tokens of Xt */
+  ARIADNE_XL3M_Q_NLL = 2,          /* mean negative log-likelihood of the tokens of Xt */
+  ARIADNE_XL3M_FUSED = 3           /* LAST_ENTROPY's and MEAN_Q_ENTROPY's top picks taken in turn */
 } ariadne_xl3m_score;
 
 typedef struct ariadne_xl3m_params {

@@ -751,8 +751,8 @@ ariadne_xl3m* ariadne_xl3m_create(const ariadne_model* m, const ariadne_xl3m_par
     if (p.segment > 0 && p.overlap >= p.segment)
       ariadne::fail("xl3m overlap: {} is not smaller than the segment length {}", p.overlap, p.segment);
     if (p.top_k < 0) ariadne::fail("xl3m top_k: expected >= 0 (0: as many as fit), got {}", p.top_k);
-    if (p.score < ARIADNE_XL3M_LAST_ENTROPY || p.score > ARIADNE_XL3M_Q_NLL)
-      ariadne::fail("xl3m score: unknown mode {} (expected 0, 1 or 2)", static_cast<int>(p.score));
+    if (p.score < ARIADNE_XL3M_LAST_ENTROPY || p.score > ARIADNE_XL3M_FUSED)
+      ariadne::fail("xl3m score: unknown mode {} (expected 0, 1, 2 or 3)", static_cast<int>(p.score));
     if (p.question_tokens < 1 || p.max_question < 1)
       ariadne::fail("xl3m question_tokens and max_question: expected >= 1, got {} and {}", p.question_tokens,
                     p.max_question);

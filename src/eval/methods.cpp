@@ -223,6 +223,8 @@ MethodRegistry builtin_methods(const MethodDefaults& defaults) {
          [](const MethodSpec&) { return std::make_unique<Xl3mMethod>(Xl3mScore::MeanQuestionEntropy); }});
   r.add({"xl3m-q-nll", "XL3M scored by the question's negative log-likelihood", false,
          [](const MethodSpec&) { return std::make_unique<Xl3mMethod>(Xl3mScore::QuestionNll); }});
+  r.add({"xl3m-fused", "XL3M taking the top segments by last-token and by mean question entropy in turn",
+         false, [](const MethodSpec&) { return std::make_unique<Xl3mMethod>(Xl3mScore::Fused); }});
   r.add({"truncate", "the last tokens of the body that fit the trained context, header and question kept",
          false, [](const MethodSpec&) { return std::make_unique<TruncateMethod>(); }});
   add_sparse_attention_methods(r, defaults);

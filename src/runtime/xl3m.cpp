@@ -90,13 +90,16 @@ std::string_view xl3m_score_name(Xl3mScore score) {
       return "mean-q-entropy";
     case Xl3mScore::QuestionNll:
       return "q-nll";
+    case Xl3mScore::Fused:
+      return "fused";
   }
   return "?";
 }
 
 std::optional<Xl3mScore> xl3m_score_from_name(std::string_view name) {
   const std::string n = lower_dashes(name);
-  for (Xl3mScore s : {Xl3mScore::LastEntropy, Xl3mScore::MeanQuestionEntropy, Xl3mScore::QuestionNll})
+  for (Xl3mScore s :
+       {Xl3mScore::LastEntropy, Xl3mScore::MeanQuestionEntropy, Xl3mScore::QuestionNll, Xl3mScore::Fused})
     if (n == xl3m_score_name(s)) return s;
   return std::nullopt;
 }
@@ -290,6 +293,8 @@ std::vector<double> score_xl3m_segments(Session& session, const Xl3mInput& in,
   const int64_t rows = xl3m_logit_rows(n_vocab);
   std::vector<int32_t> ids;
   std::vector<double> scores(segments.size());
+  std::vector<double> last(score == Xl3mScore::Fused ? segments.size() : 0);  // Fused: LastEntropy's
+  const bool mean_entropy = score == Xl3mScore::MeanQuestionEntropy || score == Xl3mScore::Fused;
   for (int64_t i = 0; i < total; ++i) {
     const TokenSpan g = segments[static_cast<size_t>(i)];
     ARIADNE_CHECK(g.begin >= 0 && g.begin < g.end && g.end <= n_body, "segment outside the body");
@@ -307,15 +312,17 @@ std::vector<double> score_xl3m_segments(Session& session, const Xl3mInput& in,
       double sum = 0.0;
       int64_t count = 0;
       auto add_row = [&](std::span<const float> row, int64_t k) {
-        if (score == Xl3mScore::MeanQuestionEntropy) {
-          sum += entropy_from_logits(row);
+        if (mean_entropy) {
+          const double h = entropy_from_logits(row);
+          sum += h;
+          if (k == n_question && !last.empty()) last[static_cast<size_t>(i)] = h;  // the answer's row
         } else {
           sum += nll_from_logits(row, in.question[static_cast<size_t>(k)]);
         }
         ++count;
       };
       add_row(session.eval(segment, false), 0);
-      const int64_t n_fed = score == Xl3mScore::MeanQuestionEntropy ? n_question : n_question - 1;
+      const int64_t n_fed = mean_entropy ? n_question : n_question - 1;
       for (int64_t b = 0; b < n_fed; b += rows) {
         const int64_t n = std::min(rows, n_fed - b);
         const std::vector<float> logits =
@@ -331,7 +338,24 @@ std::vector<double> score_xl3m_segments(Session& session, const Xl3mInput& in,
     if (progress) progress(i + 1, total);
   }
   session.truncate(n_prefix);
+  if (score == Xl3mScore::Fused) return xl3m_fuse_scores(last, scores);
   return scores;
+}
+
+std::vector<double> xl3m_fuse_scores(std::span<const double> a, std::span<const double> b) {
+  ARIADNE_CHECK(a.size() == b.size(), "one score of each kind per segment");
+  const size_t n = a.size();
+  std::vector<double> fused(n, -1.0);  // -1: not placed yet
+  const std::vector<size_t> by_a = xl3m_rank_order(a), by_b = xl3m_rank_order(b);
+  size_t next_a = 0, next_b = 0;
+  for (size_t place = 0; place < n; ++place) {
+    // a's turn on even places, b's on odd ones: the best of that order not placed yet.
+    const std::vector<size_t>& order = place % 2 == 0 ? by_a : by_b;
+    size_t& next = place % 2 == 0 ? next_a : next_b;
+    while (fused[order[next]] >= 0.0) ++next;  // some segment is unplaced, so this stops within order
+    fused[order[next]] = static_cast<double>(place);
+  }
+  return fused;
 }
 
 std::vector<size_t> xl3m_rank_order(std::span<const double> scores) {

@@ -40,9 +40,14 @@ enum class Xl3mScore {
   LastEntropy,          // entropy of the next-token distribution after the last token of Xt (1 logit row)
   MeanQuestionEntropy,  // mean entropy of the |Xt| + 1 rows that predict each token of Xt and the answer
   QuestionNll,          // mean negative log-likelihood of the Xt tokens given P and the segment
+  // [ours] LastEntropy and MeanQuestionEntropy interleaved: the score of a segment is its place in the
+  // sequence that takes, in turn, the most certain segment not yet taken by LastEntropy and the most
+  // certain not yet taken by MeanQuestionEntropy, so selection takes the top picks of both. Both come from
+  // the rows MeanQuestionEntropy evaluates (its last row is LastEntropy's).
+  Fused,
 };
 
-// "last-entropy", "mean-q-entropy", "q-nll".
+// "last-entropy", "mean-q-entropy", "q-nll", "fused".
 std::string_view xl3m_score_name(Xl3mScore score);
 // Those names, or the spec's LAST_ENTROPY, MEAN_Q_ENTROPY, Q_NLL (any case, '-' or '_').
 std::optional<Xl3mScore> xl3m_score_from_name(std::string_view name);
@@ -134,6 +139,7 @@ struct Xl3mInput {
 
 // Scores each segment's sub-context [P, body[segment], Xt] on session (spec §2 step 2); lower is more
 // certain. The session is cleared first and left holding P. progress(done, total) after each segment.
+// Fused scores are places 0, 1, ... (xl3m_fuse_scores of the two entropies).
 std::vector<double> score_xl3m_segments(Session& session, const Xl3mInput& input,
                                         std::span<const TokenSpan> segments, Xl3mScore score,
                                         const std::function<void(int64_t, int64_t)>& progress = nullptr);
@@ -141,6 +147,10 @@ std::vector<double> score_xl3m_segments(Session& session, const Xl3mInput& input
 // Segment indices from the most certain to the least: ascending score, ties to the earlier segment, NaN
 // last (the order selection takes them in; position r holds the segment of rank r).
 std::vector<size_t> xl3m_rank_order(std::span<const double> scores);
+
+// The Fused score from two score lists of the same segments: places 0, 1, 2, ... in the order that takes
+// a's most certain segment not placed yet, then b's, then a's, ... (orders from xl3m_rank_order).
+std::vector<double> xl3m_fuse_scores(std::span<const double> a, std::span<const double> b);
 
 struct Xl3mSelection {
   std::vector<int64_t> chosen;   // segment indices in the order they were taken (most certain first)

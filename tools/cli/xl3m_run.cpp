@@ -24,7 +24,8 @@ ariadne_xl3m_score parse_score(const std::string& name) {
   if (n == "last-entropy") return ARIADNE_XL3M_LAST_ENTROPY;
   if (n == "mean-q-entropy") return ARIADNE_XL3M_MEAN_Q_ENTROPY;
   if (n == "q-nll") return ARIADNE_XL3M_Q_NLL;
-  fail("--xl3m-score: unknown score '{}' (expected last-entropy, mean-q-entropy or q-nll)", name);
+  if (n == "fused") return ARIADNE_XL3M_FUSED;
+  fail("--xl3m-score: unknown score '{}' (expected last-entropy, mean-q-entropy, q-nll or fused)", name);
 }
 
 const char* score_name(ariadne_xl3m_score s) {
@@ -35,6 +36,8 @@ const char* score_name(ariadne_xl3m_score s) {
       return "mean-q-entropy";
     case ARIADNE_XL3M_Q_NLL:
       return "q-nll";
+    case ARIADNE_XL3M_FUSED:
+      return "fused";
   }
   return "?";
 }
@@ -76,7 +79,7 @@ void add_xl3m_flags(CLI::App* cmd, Xl3mFlags& f) {
                                       "With --xl3m: most segments chosen (0: as many as the window holds)"));
   f.options.push_back(cmd->add_option("--xl3m-score", f.score,
                                       "With --xl3m: certainty score: last-entropy (default), mean-q-entropy, "
-                                      "q-nll"));
+                                      "q-nll, fused (last-entropy and mean-q-entropy interleaved)"));
   f.options.push_back(
       cmd->add_option("--xl3m-separator", f.separator,
                       "With --xl3m: text between chosen spans that are not contiguous (default: "
