@@ -517,15 +517,15 @@ void add_report_subcommand(CLI::App* eval, Action& action) {
   cmd->callback([o, &action] { action = [o] { return run_report(*o); }; });
 }
 
-// ---- eval ppl --------------------------------------------------------------------------------------------
+// ---- eval ppl and eval fidelity: a text file read through a model in windows ----------------------------
 
-struct PplCliOptions {
+// The options the two share.
+struct TextEvalCliOptions {
   std::string model;
   std::string tokenizer;
   std::string text;
-  std::string methods = "full";
+  std::string methods;
   int64_t ctx = 4096;
-  int64_t scored = -1;
   int64_t windows = 0;
   int threads = 0;
   int64_t n_batch = 512;
@@ -536,26 +536,65 @@ struct PplCliOptions {
   std::string hata;  // hata's weights (default: <model>.hata.gguf)
 };
 
+// Options every text evaluation takes; the ones whose help differs (--method, -c, --windows) are added by
+// the caller.
+void add_text_eval_options(CLI::App* cmd, TextEvalCliOptions& o, const std::string& text_help,
+                           const std::string& json_help) {
+  cmd->add_option("-m,--model", o.model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
+      ->required();
+  cmd->add_option("--text", o.text, text_help)->required();
+  cmd->add_option("--hata", o.hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
+  cmd->add_option("-t,--threads", o.threads, "CPU threads (default: all cores)");
+  cmd->add_option("-b,--batch-size", o.n_batch, "Prompt tokens per forward call while prefilling");
+  cmd->add_option("--cache-type", o.cache_type, "KV cache type: f32 (default), f16, bf16, q8_0");
+  cmd->add_flag("--no-bos", o.no_bos, "Do not start each window with BOS");
+  cmd->add_flag("--json", o.json, json_help);
+  cmd->add_flag("-q,--quiet", o.quiet, "No progress bar");
+}
+
+// What both read before their work: the methods, the model, the text's ids and the BOS to start windows.
+struct TextEvalInput {
+  eval::MethodRegistry registry;
+  std::vector<eval::MethodSpec> methods;
+  std::shared_ptr<const ModelSource> source;
+  std::vector<int32_t> tokens;
+  int32_t bos_id = -1;  // -1: windows start without BOS
+};
+
+TextEvalInput open_text_eval(const TextEvalCliOptions& o) {
+  TextEvalInput in{eval::builtin_methods({o.hata}), {}, nullptr, {}, -1};
+  in.methods = in.registry.parse_list(o.methods);
+  if (o.windows < 0) fail("--windows: expected a count >= 0 (0: all), got {}", o.windows);
+  const std::string text = read_file(o.text, "text file (--text)");
+  in.source = open_model(o.model);
+  const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
+  if (!o.quiet && !o.json) print_method_notes(in.methods, *in.source);
+  in.tokens = tokenizer->encode(text, false, false);
+  if (!o.no_bos && tokenizer->vocab().add_bos) in.bos_id = tokenizer->vocab().bos_id;
+  return in;
+}
+
+// ---- eval ppl --------------------------------------------------------------------------------------------
+
+struct PplCliOptions : TextEvalCliOptions {
+  int64_t scored = -1;
+  PplCliOptions() { methods = "full"; }
+};
+
 int run_ppl(const PplCliOptions& o) {
-  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
-  const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
+  const TextEvalInput in = open_text_eval(o);
   eval::PerplexityOptions po;
   po.ctx = o.ctx;
   po.scored = o.scored >= 0 ? o.scored : std::min<int64_t>(512, o.ctx / 2);
-  if (o.windows < 0) fail("--windows: expected a count >= 0 (0: all), got {}", o.windows);
   po.max_windows = o.windows;
   po.n_threads = default_threads(o.threads);
   po.n_batch = o.n_batch;
   po.kv_type = parse_cache_type(o.cache_type);
-  const std::string text = read_file(o.text, "text file (--text)");
-  std::shared_ptr<const ModelSource> source = open_model(o.model);
-  const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
-  if (!o.quiet && !o.json) print_method_notes(methods, *source);
-  const std::vector<int32_t> tokens = tokenizer->encode(text, false, false);
-  if (!o.no_bos && tokenizer->vocab().add_bos) po.bos_id = tokenizer->vocab().bos_id;
+  po.bos_id = in.bos_id;
   ProgressBar bar("ppl", "tok", !o.json && !o.quiet);
-  const eval::PerplexityResult r =
-      eval::run_perplexity(source, tokens, registry, methods, po, [&](int64_t done, int64_t total) {
+  const eval::PerplexityResult r = eval::run_perplexity(
+      in.source, in.tokens, in.registry, in.methods, po, [&](int64_t done, int64_t total) {
         bar.update(static_cast<uint64_t>(done), static_cast<uint64_t>(total));
       });
   bar.finish();
@@ -582,44 +621,22 @@ void add_ppl_subcommand(CLI::App* eval, Action& action) {
   auto o = std::make_shared<PplCliOptions>();
   CLI::App* cmd = eval->add_subcommand(
       "ppl", "Perplexity on a text file, and KL divergence / top-1 agreement of each method against dense");
-  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
-      ->required();
-  cmd->add_option("--text", o->text, "Plain text to score (held out from haystacks and training)")
-      ->required();
-  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  add_text_eval_options(cmd, *o, "Plain text to score (held out from haystacks and training)",
+                        "One JSON object: per-method summary and per-window values");
   cmd->add_option("--method", o->methods,
                   "Methods, comma-separated (e.g. full,chelsea:0.2,streaming:0.2,snapkv:0.2)");
   cmd->add_option("-c,--ctx", o->ctx, "Window length L in tokens (non-overlapping windows)");
   cmd->add_option("--scored", o->scored,
                   "Tokens scored at the end of each window (default: min(512, ctx/2))");
   cmd->add_option("--windows", o->windows, "At most this many windows (0: every whole window)");
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
-  cmd->add_option("-b,--batch-size", o->n_batch, "Prompt tokens per forward call while prefilling");
-  cmd->add_option("--cache-type", o->cache_type, "KV cache type: f32 (default), f16, bf16, q8_0");
-  cmd->add_flag("--no-bos", o->no_bos, "Do not start each window with BOS");
-  cmd->add_flag("--json", o->json, "One JSON object: per-method summary and per-window values");
-  cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
   cmd->callback([o, &action] { action = [o] { return run_ppl(*o); }; });
 }
 
 // ---- eval fidelity ---------------------------------------------------------------------------------------
 
-struct FidelityCliOptions {
-  std::string model;
-  std::string tokenizer;
-  std::string text;
-  std::string methods;
-  int64_t ctx = 4096;
+struct FidelityCliOptions : TextEvalCliOptions {
   int64_t steps = 64;
-  int64_t windows = 8;
-  int threads = 0;
-  int64_t n_batch = 512;
-  std::string cache_type = "f32";
-  bool no_bos = false;
-  bool json = false;
-  bool quiet = false;
-  std::string hata;
+  FidelityCliOptions() { windows = 8; }
 };
 
 // "0.1234" or "-" where the metric was not measured.
@@ -633,8 +650,7 @@ std::string cell(double v) {
 }
 
 int run_fidelity(const FidelityCliOptions& o) {
-  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
-  const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
+  const TextEvalInput in = open_text_eval(o);
   eval::FidelityOptions fo;
   fo.ctx = o.ctx;
   fo.steps = o.steps;
@@ -642,15 +658,10 @@ int run_fidelity(const FidelityCliOptions& o) {
   fo.n_threads = default_threads(o.threads);
   fo.n_batch = o.n_batch;
   fo.kv_type = parse_cache_type(o.cache_type);
-  const std::string text = read_file(o.text, "text file (--text)");
-  std::shared_ptr<const ModelSource> source = open_model(o.model);
-  const std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(o.model, o.tokenizer);
-  if (!o.quiet && !o.json) print_method_notes(methods, *source);
-  const std::vector<int32_t> tokens = tokenizer->encode(text, false, false);
-  if (!o.no_bos && tokenizer->vocab().add_bos) fo.bos_id = tokenizer->vocab().bos_id;
+  fo.bos_id = in.bos_id;
   ProgressBar bar("fidelity", "step", !o.json && !o.quiet);
   const eval::FidelityResult r =
-      eval::run_fidelity(source, tokens, registry, methods, fo, [&](int64_t done, int64_t total) {
+      eval::run_fidelity(in.source, in.tokens, in.registry, in.methods, fo, [&](int64_t done, int64_t total) {
         bar.update(static_cast<uint64_t>(done), static_cast<uint64_t>(total));
       });
   bar.finish();
@@ -690,25 +701,16 @@ void add_fidelity_subcommand(CLI::App* eval, Action& action) {
   CLI::App* cmd = eval->add_subcommand(
       "fidelity",
       "Attention of each method against dense, per layer and head: output error, top-k recall, mass recall");
-  cmd->add_option("-m,--model", o->model, "Model: GGUF file, Hugging Face folder or llama2.c .bin")
-      ->required();
-  cmd->add_option("--text", o->text, "Plain text (held out from haystacks and calibration)")->required();
+  add_text_eval_options(cmd, *o, "Plain text (held out from haystacks and calibration)",
+                        "One JSON object: per method, layer and head");
   cmd->add_option(
          "--method", o->methods,
          "Methods, comma-separated (e.g. chelsea:0.2,snapkv:0.2,hata:1/16,exact-topk:1/16,quest:1/16)")
       ->required();
-  cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
   cmd->add_option("-c,--ctx", o->ctx,
                   "Window length in tokens: ctx - steps prompt tokens, then steps decoded");
   cmd->add_option("--steps", o->steps, "Decode steps measured per window");
   cmd->add_option("--windows", o->windows, "At most this many windows (0: every whole window)");
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)");
-  cmd->add_option("-b,--batch-size", o->n_batch, "Prompt tokens per forward call while prefilling");
-  cmd->add_option("--cache-type", o->cache_type, "KV cache type: f32 (default), f16, bf16, q8_0");
-  cmd->add_flag("--no-bos", o->no_bos, "Do not start each window with BOS");
-  cmd->add_flag("--json", o->json, "One JSON object: per method, layer and head");
-  cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
   cmd->callback([o, &action] { action = [o] { return run_fidelity(*o); }; });
 }
 
