@@ -64,40 +64,39 @@ TEST(DefaultModel, CarriesItsTokenizerAndChatTemplate) {
             "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant");
 }
 
-// Evaluation-seed instances (never trained on) at 1K and 4K tokens, greedy, as `ariadne eval` scores them.
-TEST(DefaultModel, RetrievesNeedlesAt1KAnd4K) {
+// The model card's retrieval scores (models/README.md), a subset small enough for the test suite: one
+// evaluation-seed instance (never trained on) of each retrieval task at 1K and 4K tokens, run and scored by
+// `ariadne eval run` with full attention, as the card's table was.
+TEST(DefaultModel, RetrievesAsItsModelCardSays) {
   const std::string path = default_model();
   test::TempDir dir;
   const std::string haystack = test::shared_exists("data/war-and-peace.txt")
                                    ? " --haystack " + test::shared_dir() + "/data/war-and-peace.txt"
                                    : "";
   const test::CliResult tasks = run_cli(
-      "eval tasks -m " + path + " --tasks passkey,niah_single_noise,niah_single_corpus --lengths 1k,4k" +
+      "eval tasks -m " + path + " --tasks passkey,niah_single_noise,niah_multikey,kv,vt --lengths 1k,4k" +
           " --count 1 --seed 0 -q -o " + dir.file("tasks.jsonl") + haystack,
       "", false);
   ASSERT_EQ(tasks.exit_code, 0) << tasks.err;
-  std::ifstream in(dir.file("tasks.jsonl"));
-  int n = 0, correct = 0;
+  const test::CliResult run = run_cli("eval run -m " + path + " --tasks " + dir.file("tasks.jsonl") +
+                                          " --method full -q -o " + dir.file("results.jsonl"),
+                                      "", false);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::ifstream in(dir.file("results.jsonl"));
+  int n = 0;
+  double score = 0;
   std::string report;
   for (std::string line; std::getline(in, line);) {
-    const auto t = nlohmann::json::parse(line);
-    const std::string prompt =
-        t["header"].get<std::string>() + t["body"].get<std::string>() + t["question"].get<std::string>();
-    std::ofstream(dir.file("prompt.txt"), std::ios::binary) << prompt;
-    const test::CliResult run =
-        run_cli("run -m " + path + " -f " + dir.file("prompt.txt") + " -n " +
-                    std::to_string(t["max_new_tokens"].get<int>()) + " --temp 0 --json",
-                "", false);
-    ASSERT_EQ(run.exit_code, 0) << run.err;
-    const std::string answer = nlohmann::json::parse(run.out)["text"];
-    const std::string reference = t["references"][0];
+    const auto r = nlohmann::json::parse(line);
     ++n;
-    correct += answer.find(reference) != std::string::npos;
-    report += t["id"].get<std::string>() + ": expected " + reference + ", got '" + answer + "'\n";
+    score += r["score"].get<double>();
+    report += r["id"].get<std::string>() + ": score " + std::to_string(r["score"].get<double>()) + ", got '" +
+              r["prediction"].get<std::string>() + "'\n";
   }
-  ASSERT_EQ(n, 6);
-  // The model card reports 100% on these tasks; one miss is allowed for kernels that round differently.
-  EXPECT_GE(correct, 5) << report;
+  ASSERT_EQ(n, 10);
+  // The card: 100% on these tasks at 1K and 4K but niah_multikey at 1K (80%) and vt at 1K (96%); a few
+  // points under it is one instance wrong in ten.
+  EXPECT_GE(score, 9.0) << report;
 }
 
 // The HATA hash weights shipped beside the model (models/ariadne-default.hata.gguf, `ariadne calibrate
