@@ -532,6 +532,80 @@ TEST_F(Xl3mStories, KeyContextFitsTheWindowAndKeepsSegmentsInOrder) {
   EXPECT_EQ(s->n_past(), 0);
 }
 
+// The answer lead (Xl3mOptions::blank_tokens): the model's greedy continuation of P + Xt is appended to Xt
+// for scoring while it is a listed token of enough probability; the key context keeps Xt as given.
+TEST_F(Xl3mStories, AnswerLeadIsTheSureBlankContinuationAndScoresAreReadAfterIt) {
+  // Blank tokens: exactly the ids whose text is non-empty whitespace.
+  const std::vector<int32_t> blank = xl3m_blank_token_ids(*tokenizer_);
+  ASSERT_FALSE(blank.empty());  // SentencePiece's "▁" is a space
+  EXPECT_TRUE(std::is_sorted(blank.begin(), blank.end()));
+  for (int32_t id = 0; id < tokenizer_->vocab().size(); ++id) {
+    const std::string piece = tokenizer_->token_to_piece(id, false);
+    const bool is_blank = !piece.empty() && std::all_of(piece.begin(), piece.end(), [](char c) {
+      return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    });
+    EXPECT_EQ(std::binary_search(blank.begin(), blank.end(), id), is_blank) << id << " '" << piece << "'";
+  }
+
+  std::vector<int32_t> body;
+  for (int rep = 0; rep < 4; ++rep) {
+    const std::vector<int32_t> t = tokenizer_->encode(kStory, false, false);
+    body.insert(body.end(), t.begin(), t.end());
+  }
+  const std::vector<int32_t> prefix = {1};
+  const std::vector<int32_t> question = tokenizer_->encode("The dog was happy because", false, false);
+  const Xl3mInput in{prefix, body, question};
+  auto s = session(256);
+  // The model's greedy next two tokens after P + Xt, and the first one's probability, from plain evals.
+  std::vector<int32_t> u = prefix;
+  u.insert(u.end(), question.begin(), question.end());
+  std::vector<float> z = s->eval(u, false);
+  const auto first = static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
+  const double p_first = std::exp(-nll_from_logits(z, first));
+  z = s->eval(std::vector<int32_t>{first}, false);
+  const auto second = static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
+  s->clear();
+
+  Xl3mOptions o = opts(160, 16, 48, 8);
+  o.blank_tokens = {std::min(first, second), std::max(first, second)};  // treat both as blank
+  o.lead_probability = 0.0;
+  o.max_lead = 1;
+  EXPECT_EQ(xl3m_answer_lead(*s, in, o), std::vector<int32_t>{first});
+  EXPECT_EQ(s->n_past(), 0);
+  o.max_lead = 2;
+  EXPECT_EQ(xl3m_answer_lead(*s, in, o), (std::vector<int32_t>{first, second}));
+  o.lead_probability = std::nextafter(p_first, 2.0);  // just above the first token's probability
+  EXPECT_TRUE(xl3m_answer_lead(*s, in, o).empty());
+  o.lead_probability = 0.0;
+  o.blank_tokens = {first == 0 ? 1 : 0};  // the continuation is not blank
+  EXPECT_TRUE(xl3m_answer_lead(*s, in, o).empty());
+  o.blank_tokens = {first};
+  o.max_lead = 0;
+  EXPECT_TRUE(xl3m_answer_lead(*s, in, o).empty());
+
+  // The key context's scores are those of Xt + lead; the key itself ends with Xt as given.
+  o.max_lead = 1;
+  const Xl3mResult r = xl3m_key_context(*s, in, o);
+  ASSERT_FALSE(r.plan.bypass);
+  EXPECT_EQ(r.lead, std::vector<int32_t>{first});
+  std::vector<int32_t> extended = question;
+  extended.push_back(first);
+  auto naive = session(256);
+  const std::vector<double> expected =
+      score_xl3m_segments(*naive, Xl3mInput{prefix, body, extended}, r.segments, o.score);
+  ASSERT_EQ(r.scores.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(r.scores[i], expected[i]) << i;
+  const std::vector<double> plain = score_xl3m_segments(*naive, in, r.segments, o.score);
+  EXPECT_NE(r.scores, plain);
+  ASSERT_GE(r.key.size(), question.size());
+  EXPECT_TRUE(std::equal(question.begin(), question.end(), r.key.end() - static_cast<long>(question.size())));
+  EXPECT_EQ(r.plan.n_question, static_cast<int64_t>(extended.size()));
+  // Scored tokens: the lead's pass (P + Xt) and each sub-context with the longer question.
+  int64_t per_segments = 0;
+  for (const TokenSpan& g : r.segments) per_segments += g.size() + static_cast<int64_t>(extended.size());
+  EXPECT_EQ(r.scored_tokens, 1 + (1 + static_cast<int64_t>(question.size())) + per_segments);
+}
+
 TEST_F(Xl3mStories, SentenceBoundariesAndTailQuestion) {
   const SentenceBoundaries b(*tokenizer_);
   const std::vector<int32_t> ids =
@@ -742,6 +816,9 @@ TEST(Xl3mCli, RunAnswersALongInputAndRefusesItWithoutXl3m) {
   r = test::run_cli("run " + stories_args() + "-p hi --xl3m-segment 64");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--xl3m-segment needs --xl3m"), std::string::npos) << r.out;
+  r = test::run_cli("run " + stories_args() + "-p hi --xl3m --xl3m-lead 17");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--xl3m-lead: expected 0 to 16 tokens"), std::string::npos) << r.out;
   // With it: the key context fits, it is P + chosen spans + question, and the answer is generated.
   r = test::run_cli("run " + stories_args() + "-f " + tmp.file("long.txt") +
                         " -n 8 --temp 0 -t 1 --xl3m --xl3m-segment 64 --xl3m-overlap 8 --json",
@@ -775,6 +852,8 @@ TEST(Xl3mCli, RunAnswersALongInputAndRefusesItWithoutXl3m) {
   EXPECT_TRUE(std::isupper(static_cast<unsigned char>(question.front()))) << question;
   EXPECT_EQ(question.substr(question.size() - 31), "Where did Tom go with the kite?") << question;
   EXPECT_EQ(x["top_segments"][0]["rank"].get<int>(), 0);
+  EXPECT_GE(x["n_lead"].get<int>(), 0);  // scoring only: the key ends with the question as given
+  EXPECT_LE(x["n_lead"].get<int>(), 2);
 }
 
 TEST(Xl3mCli, AnInputThatFitsGivesTheSameTokensAsAPlainRun) {

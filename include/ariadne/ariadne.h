@@ -302,9 +302,11 @@ typedef struct ariadne_xl3m_params {
   int32_t max_question;    /* ... moved back to a sentence or line start up to this many */
   bool add_bos;            /* BOS starts the prefix when the vocabulary adds one */
   bool parse_special;      /* control tokens written in the text become their ids (as ariadne run) */
+  int32_t max_lead; /* whitespace tokens the model surely emits after Xt, appended to Xt for scoring only,
+                       so that scores are read where the answer's content starts; 0: Xt as given */
 } ariadne_xl3m_params;
 /* window 0, n_gen 512, segment 0, overlap -1, top_k 0, LAST_ENTROPY, snap, separator NULL, question 64 up
- * to 512 tokens, add_bos, parse_special. */
+ * to 512 tokens, add_bos, parse_special, max_lead 2. */
 ariadne_xl3m_params ariadne_xl3m_default_params(void);
 
 typedef struct ariadne_xl3m ariadne_xl3m;
@@ -355,6 +357,7 @@ typedef struct ariadne_xl3m_stats {
   int64_t scored_tokens; /* tokens the scoring passes evaluated */
   double seconds;        /* scoring and selecting */
   ariadne_xl3m_score score;
+  int32_t n_lead; /* blank tokens appended to Xt for scoring (ariadne_xl3m_params.max_lead) */
 } ariadne_xl3m_stats;
 ariadne_xl3m_stats ariadne_xl3m_get_stats(const ariadne_xl3m* xl3m);
 

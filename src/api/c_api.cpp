@@ -736,6 +736,7 @@ ariadne_xl3m_params ariadne_xl3m_default_params(void) {
   p.max_question = 512;
   p.add_bos = true;
   p.parse_special = true;
+  p.max_lead = 2;
   return p;
 }
 
@@ -756,6 +757,8 @@ ariadne_xl3m* ariadne_xl3m_create(const ariadne_model* m, const ariadne_xl3m_par
     if (p.question_tokens < 1 || p.max_question < 1)
       ariadne::fail("xl3m question_tokens and max_question: expected >= 1, got {} and {}", p.question_tokens,
                     p.max_question);
+    if (p.max_lead < 0)
+      ariadne::fail("xl3m max_lead: expected >= 0 (0: score Xt as given), got {}", p.max_lead);
     auto x = std::make_unique<ariadne_xl3m>();
     x->model = m;
     ariadne::Xl3mOptions& o = x->options;
@@ -768,11 +771,13 @@ ariadne_xl3m* ariadne_xl3m_create(const ariadne_model* m, const ariadne_xl3m_par
     o.snap = p.snap;
     o.question_tokens = p.question_tokens;
     o.max_question = p.max_question;
+    o.max_lead = p.max_lead;
     x->add_bos = p.add_bos;
     x->parse_special = p.parse_special;
     const std::string separator = p.separator != nullptr ? p.separator : "\n";
     if (m->tokenizer) {
       o.separator = ariadne::xl3m_separator_ids(*m->tokenizer, separator);
+      o.blank_tokens = ariadne::xl3m_blank_token_ids(*m->tokenizer);
       x->encoder.emplace(*m->tokenizer, p.parse_special);
       if (p.snap) x->boundaries = std::make_unique<ariadne::SentenceBoundaries>(*m->tokenizer);
     } else if (!separator.empty()) {
@@ -936,6 +941,7 @@ ariadne_xl3m_stats ariadne_xl3m_get_stats(const ariadne_xl3m* x) {
   st.n_key = static_cast<int32_t>(r.key.size());
   st.scored_tokens = r.scored_tokens;
   st.seconds = r.seconds;
+  st.n_lead = static_cast<int32_t>(r.lead.size());
   return st;
 }
 

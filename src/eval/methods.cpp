@@ -49,6 +49,7 @@ class Xl3mMethod : public FullMethod {
     o.n_gen = parts.max_new_tokens;
     o.score = score_;
     o.separator.assign(parts.separator.begin(), parts.separator.end());
+    o.blank_tokens.assign(parts.blank_tokens.begin(), parts.blank_tokens.end());
     const Xl3mResult r = xl3m_key_context(session, xl3m_input(parts), o, parts.boundaries);
     ContextSelection c;
     c.ids = r.key;

@@ -44,6 +44,7 @@ struct PromptParts {
   int64_t max_new_tokens = 0;         // the answer's room
   const SentenceBoundaries* boundaries = nullptr;  // the tokenizer's sentence starts (null: none)
   std::span<const int32_t> separator;              // ids between spans that are not contiguous
+  std::span<const int32_t> blank_tokens;           // whitespace-only token ids (Xl3mOptions::blank_tokens)
 };
 
 // What a context-selecting method chose.

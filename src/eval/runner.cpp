@@ -163,6 +163,7 @@ SampleResult Runner::run(const TaskSample& sample, const MethodSpec& method) {
     if (!boundaries_) {
       boundaries_ = std::make_unique<SentenceBoundaries>(tokenizer_);
       separator_ = xl3m_separator_ids(tokenizer_, "\n");
+      blank_tokens_ = xl3m_blank_token_ids(tokenizer_);
     }
     PromptParts parts;
     const std::span<const int32_t> all(prompt);
@@ -172,6 +173,7 @@ SampleResult Runner::run(const TaskSample& sample, const MethodSpec& method) {
     parts.max_new_tokens = sample.max_new_tokens;
     parts.boundaries = boundaries_.get();
     parts.separator = separator_;
+    parts.blank_tokens = blank_tokens_;
     ContextSelection c = m->select_context(session, parts);
     session.clear();
     selection = selection_json(c, sample, tokenizer_, static_cast<int64_t>(n_prefix),

@@ -75,6 +75,7 @@ class Runner {
   std::unique_ptr<Session> session_;
   std::unique_ptr<SentenceBoundaries> boundaries_;  // built for the first context-selecting method
   std::vector<int32_t> separator_;
+  std::vector<int32_t> blank_tokens_;
 };
 
 }  // namespace ariadne::eval

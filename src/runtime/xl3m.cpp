@@ -248,6 +248,39 @@ std::vector<int32_t> xl3m_separator_ids(const Tokenizer& tokenizer, std::string_
   return tokenizer.encode(text, false, false);
 }
 
+std::vector<int32_t> xl3m_blank_token_ids(const Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  const int32_t n = tokenizer.vocab().size();
+  for (int32_t id = 0; id < n; ++id) {
+    const std::string piece = tokenizer.token_to_piece(id, false);
+    if (!piece.empty() && piece.find_first_not_of(" \t\n\r") == std::string::npos) ids.push_back(id);
+  }
+  return ids;
+}
+
+std::vector<int32_t> xl3m_answer_lead(Session& session, const Xl3mInput& in, const Xl3mOptions& options) {
+  std::vector<int32_t> lead;
+  if (options.blank_tokens.empty() || options.max_lead <= 0 || in.question.empty()) return lead;
+  std::vector<int32_t> ids(in.prefix.begin(), in.prefix.end());
+  ids.insert(ids.end(), in.question.begin(), in.question.end());
+  session.clear();
+  std::vector<float> logits = session.eval(ids, false);
+  while (static_cast<int64_t>(lead.size()) < options.max_lead) {
+    const auto top = std::max_element(logits.begin(), logits.end());
+    const auto id = static_cast<int32_t>(top - logits.begin());
+    // p(top) = exp(−NLL(top)).
+    const double p = std::exp(-nll_from_logits(logits, id));
+    if (!(p >= options.lead_probability) ||
+        !std::binary_search(options.blank_tokens.begin(), options.blank_tokens.end(), id))
+      break;
+    lead.push_back(id);
+    if (static_cast<int64_t>(lead.size()) < options.max_lead)
+      logits = session.eval(std::span<const int32_t>(&lead.back(), 1), false);
+  }
+  session.clear();
+  return lead;
+}
+
 double entropy_from_logits(std::span<const float> logits) {
   double m = -std::numeric_limits<double>::infinity();
   for (const float z : logits) m = std::max(m, static_cast<double>(z));
@@ -442,16 +475,33 @@ Xl3mResult xl3m_key_context(Session& session, const Xl3mInput& in, const Xl3mOpt
         "xl3m: the session holds {} tokens, fewer than one sub-context of {} (prefix {} + segment {} + "
         "question {})",
         session.n_ctx(), r.plan.sub_context(), r.plan.n_prefix, r.plan.segment, r.plan.n_question);
+  // Scoring reads Xt + lead (Xl3mOptions::blank_tokens); the plan must hold that sub-context.
+  r.lead = xl3m_answer_lead(session, in, options);
+  std::vector<int32_t> scored_question(in.question.begin(), in.question.end());
+  scored_question.insert(scored_question.end(), r.lead.begin(), r.lead.end());
+  Xl3mInput scored = in;
+  scored.question = scored_question;
+  if (!r.lead.empty()) {
+    r.plan = plan_xl3m(session.model().config().n_ctx_train, r.plan.n_prefix, r.plan.n_body,
+                       static_cast<int64_t>(scored_question.size()), options);
+    if (session.n_ctx() < r.plan.sub_context())
+      fail(
+          "xl3m: the session holds {} tokens, fewer than one sub-context of {} (question and answer lead {})",
+          session.n_ctx(), r.plan.sub_context(), r.plan.n_question);
+  }
   std::function<bool(int64_t)> is_start;
   if (options.snap && boundaries != nullptr)
     is_start = [&](int64_t i) { return boundaries->starts_sentence(in.body, i); };
   r.segments = xl3m_segments(r.plan.n_body, r.plan.segment, r.plan.overlap, is_start);
-  r.scores = score_xl3m_segments(session, in, r.segments, options.score, progress);
+  r.scores = score_xl3m_segments(session, scored, r.segments, options.score, progress);
   session.clear();
   const int64_t per_question =
       options.score == Xl3mScore::QuestionNll ? r.plan.n_question - 1 : r.plan.n_question;
   r.scored_tokens = r.plan.n_prefix;
   for (const TokenSpan& s : r.segments) r.scored_tokens += s.size() + per_question;
+  if (!options.blank_tokens.empty() && options.max_lead > 0)  // xl3m_answer_lead's pass
+    r.scored_tokens += r.plan.n_prefix + static_cast<int64_t>(in.question.size()) +
+                       std::min<int64_t>(static_cast<int64_t>(r.lead.size()), options.max_lead - 1);
   r.selection = select_xl3m_segments(r.segments, r.scores, r.plan.budget, options.top_k, r.plan.n_separator);
   r.key = splice_xl3m(in, r.selection.spans, options.separator);
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -63,6 +63,15 @@ struct Xl3mOptions {
   std::vector<int32_t> separator;  // ids between spans that are not contiguous in Body
   int64_t question_tokens = 64;    // question taken from the input's tail when none is given
   int64_t max_question = 512;      // most tokens that tail question may grow to when snapped
+  // [ours] Where the answer's content starts (spec pitfall "formatting tails"): when the model, given P and
+  // Xt alone, puts at least lead_probability on a token of blank_tokens (sorted ids of whitespace-only
+  // tokens: xl3m_blank_token_ids) as the next one, that token is appended to Xt for scoring, up to max_lead
+  // of them. A tokenizer that splits " 37846" into " " and digits otherwise has every score read at a
+  // space the model predicts with certainty whatever the segment says. The key context keeps Xt as given.
+  // Empty blank_tokens or max_lead 0: Xt is scored as given (the spec's rule).
+  std::vector<int32_t> blank_tokens;
+  int64_t max_lead = 2;
+  double lead_probability = 0.5;
 };
 
 // Tokens [begin, end) of Body.
@@ -126,6 +135,9 @@ TokenSpan xl3m_tail_question(std::span<const int32_t> ids, int64_t begin, const 
 // token), else the text's encoding without BOS.
 std::vector<int32_t> xl3m_separator_ids(const Tokenizer& tokenizer, std::string_view text);
 
+// Sorted ids of the tokens whose text is non-empty and only spaces, tabs, newlines or carriage returns.
+std::vector<int32_t> xl3m_blank_token_ids(const Tokenizer& tokenizer);
+
 // Entropy of softmax(logits), H = log Z − Σ p_v·z_v, in double (shifted by the maximum for accuracy).
 double entropy_from_logits(std::span<const float> logits);
 // −log softmax(logits)[target], in double.
@@ -136,6 +148,11 @@ struct Xl3mInput {
   std::span<const int32_t> body;      // the content
   std::span<const int32_t> question;  // Xt, ending where the answer starts
 };
+
+// The tokens appended to Xt for scoring (Xl3mOptions::blank_tokens): the model's greedy continuation of
+// P + Xt while it is a blank token of probability >= lead_probability, at most max_lead tokens. Evaluates
+// on session (cleared before and after); empty when blank_tokens is empty or max_lead is 0.
+std::vector<int32_t> xl3m_answer_lead(Session& session, const Xl3mInput& input, const Xl3mOptions& options);
 
 // Scores each segment's sub-context [P, body[segment], Xt] on session (spec §2 step 2); lower is more
 // certain. The session is cleared first and left holding P. progress(done, total) after each segment.
@@ -174,6 +191,7 @@ struct Xl3mResult {
   std::vector<double> scores;  // [segments]
   Xl3mSelection selection;
   std::vector<int32_t> key;   // the key context: what to generate from
+  std::vector<int32_t> lead;  // tokens appended to Xt for scoring (xl3m_answer_lead)
   double seconds = 0;         // scoring and selecting
   int64_t scored_tokens = 0;  // tokens the scoring passes evaluated (P once, then S + |Xt| per segment)
 };

@@ -84,6 +84,11 @@ void add_xl3m_flags(CLI::App* cmd, Xl3mFlags& f) {
       cmd->add_option("--xl3m-separator", f.separator,
                       "With --xl3m: text between chosen spans that are not contiguous (default: "
                       "a newline)"));
+  f.options.push_back(
+      cmd->add_option("--xl3m-lead", f.max_lead,
+                      "With --xl3m: whitespace tokens the model surely emits after the question, appended "
+                      "to it for scoring so that scores are read where the answer's content starts (0: the "
+                      "question as given)"));
   f.options.push_back(cmd->add_flag("--xl3m-no-snap", f.no_snap,
                                     "With --xl3m: segment starts stay where the arithmetic puts them"));
 }
@@ -101,6 +106,8 @@ void check_xl3m_flags(const Xl3mFlags& f) {
   if (f.segment > 0 && f.overlap >= f.segment)
     fail("--xl3m-overlap: {} is not smaller than the segment length {}", f.overlap, f.segment);
   if (f.top_k < 0) fail("--xl3m-top-k: expected >= 0 (0: as many as fit), got {}", f.top_k);
+  if (f.max_lead < 0 || f.max_lead > 16)
+    fail("--xl3m-lead: expected 0 to 16 tokens (0: the question as given), got {}", f.max_lead);
   if (f.window > INT32_MAX || f.segment > INT32_MAX || f.overlap > INT32_MAX || f.top_k > INT32_MAX)
     fail("--xl3m-*: values must fit in 32 bits");
   parse_score(f.score);
@@ -125,6 +132,7 @@ int run_xl3m(const GenerationFlags& g, const CheckedGeneration& checked, const X
   xp.top_k = static_cast<int32_t>(f.top_k);
   xp.score = parse_score(f.score);
   xp.snap = !f.no_snap;
+  xp.max_lead = static_cast<int32_t>(f.max_lead);
   xp.separator = f.separator.c_str();
   xp.add_bos = !g.no_bos;
   api::Xl3m x(model, xp);
@@ -252,6 +260,7 @@ int run_xl3m(const GenerationFlags& g, const CheckedGeneration& checked, const X
                  {"n_prefix", st.n_prefix},
                  {"n_body", st.n_body},
                  {"n_question", st.n_question},
+                 {"n_lead", st.n_lead},
                  {"segment", st.segment},
                  {"overlap", st.overlap},
                  {"budget", st.budget},

@@ -22,6 +22,7 @@ struct Xl3mFlags {
   std::string score = "last-entropy";
   std::string separator = "\n";
   bool no_snap = false;
+  int64_t max_lead = 2;               // --xl3m-lead
   std::vector<CLI::Option*> options;  // every flag above except --xl3m: they need it
 };
 
