@@ -212,6 +212,8 @@ void wide_tile(const Tile& t) {
     for (int r = 0; r < R; ++r) {
       const uint8_t* block = row(t, r) + b * kBytes;
       prefetch(block);
+      // One token: memory-bound like the float decode above, so the line is also asked into L2 further ahead.
+      if constexpr (C == 1) _mm_prefetch(reinterpret_cast<const char*>(block + kDecodeFar), _MM_HINT_T1);
       const __m256i lo = weights(block);
       wq[r] = join(lo, pair ? weights(block + kBytes) : _mm256_setzero_si256());
       dw[r] = join(load_f16(block), pair ? load_f16(block + kBytes) : 0.0f);
@@ -271,6 +273,7 @@ void q4_0_packed_tile(const PackedTile& t) {
     __m512i lo[4], hi[4];
     for (int k = 0; k < 4; ++k) {
       _mm_prefetch(reinterpret_cast<const char*>(q + 64 * k + kPrefetchBytes), _MM_HINT_T0);
+      if constexpr (C == 1) _mm_prefetch(reinterpret_cast<const char*>(q + 64 * k + kDecodeFar), _MM_HINT_T1);
       const __m512i v = _mm512_loadu_si512(q + 64 * k);
       lo[k] = _mm512_and_si512(v, mask);
       hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
