@@ -384,6 +384,46 @@ TEST(HataSelection, HistogramAndRadixEqualNthElement) {
   }
 }
 
+TEST(HataSelection, SampledFilterEqualsNthElementOnLongHeads) {
+  // Long heads and small shares take the sample-then-filter path of the float select: the same choice as
+  // nth_element, with ties, infinities and NaNs, and when the sample misleads (the entries it visits hold
+  // the best or the worst scores, so its bound passes too few or all of them).
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<uint32_t> scratch;
+  for (int trial = 0; trial < 24; ++trial) {
+    const int64_t n = 8193 + static_cast<int64_t>(rng() % 40000);
+    std::vector<float> f(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t kind = rng() % 20;
+      f[static_cast<size_t>(i)] = kind < 14    ? nd(rng)
+                                  : kind < 18  ? static_cast<float>(rng() % 7) * 0.5f
+                                  : kind == 18 ? std::numeric_limits<float>::quiet_NaN()
+                                               : (rng() % 2 ? std::numeric_limits<float>::infinity()
+                                                            : -std::numeric_limits<float>::infinity());
+    }
+    if (trial % 3 != 0) {  // what the evenly spaced sample sees: the best, or the worst, scores
+      const int64_t m = n - 1;
+      for (int64_t j = 0; j < 1024; ++j)
+        f[static_cast<size_t>(j * m / 1024)] = trial % 3 == 1 ? 1e30f : -1e30f;
+    }
+    for (const int64_t k : {n / 16, n / 64, int64_t{1500}, int64_t{900}, int64_t{2}}) {
+      const auto expected = nth_element_reference(f, k, [](float a, float b) {
+        // NaN orders as -inf
+        const float x = std::isnan(a) ? -std::numeric_limits<float>::infinity() : a;
+        const float y = std::isnan(b) ? -std::numeric_limits<float>::infinity() : b;
+        return x > y;
+      });
+      for (const cpu::Isa isa : cpu::runnable_isas()) {  // the filter pass has an AVX-512 path
+        const cpu::ScopedIsa scoped(isa);
+        std::vector<int32_t> out(static_cast<size_t>(n));
+        out.resize(static_cast<size_t>(cpu::topk_largest_f32(f.data(), n, 0, 1, k, out.data(), scratch)));
+        EXPECT_EQ(out, expected) << cpu::isa_name(isa) << " trial " << trial << " n " << n << " k " << k;
+      }
+    }
+  }
+}
+
 TEST(HataSelection, ForcedEntriesAlwaysChosen) {
   // The forced entries have the worst scores, and the budget is barely above them.
   const int64_t n = 100, sink = 4, recent = 8;
