@@ -209,6 +209,66 @@ TEST_F(BenchCliTest, DeeperTestsContinueFromTheDepthHeld) {
   EXPECT_EQ(session.n_past(), 0);
 }
 
+// Variants (bench's --attn dense,hata) share each filled depth: the session is switched before the first
+// test of each variant, and the depth is filled once per depth, not once per variant.
+TEST_F(BenchCliTest, VariantsShareTheFilledDepth) {
+  BenchOptions o;
+  o.n_prompt = {0};
+  o.n_gen = {2};
+  o.n_depth = {4, 10};
+  o.repetitions = 2;
+  o.n_batch = 2;
+  o.warmup = false;
+  o.n_variants = 2;
+  SessionOptions so;
+  so.n_ctx = bench_context(o);
+  Session session(open_model(model()), so);
+  std::vector<int64_t> depth_starts;
+  std::vector<int> switches;
+  std::vector<std::pair<int64_t, int>> order;
+  const auto results = run_bench(
+      session, o, [&](const BenchResult& r) { order.emplace_back(r.test.n_depth, r.test.variant); },
+      [&](const BenchProgress& p) {
+        if (p.phase == BenchProgress::Phase::Depth) depth_starts.push_back(p.tokens_done);
+      },
+      [&](int v) { switches.push_back(v); });
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(order, (std::vector<std::pair<int64_t, int>>{{4, 0}, {4, 1}, {10, 0}, {10, 1}}));
+  EXPECT_EQ(switches, (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(depth_starts, (std::vector<int64_t>{0, 2, 4, 6, 8}));  // as with one variant
+  // More than one variant needs a way to switch.
+  EXPECT_THROW(run_bench(session, o), Error);
+}
+
+TEST_F(BenchCliTest, AttentionMethodsTimedSideBySide) {
+  const BenchRun r = run_cli("bench -m " + model() +
+                             " -p 0 -n 3 -d 40 -r 1 -t 2 --attn dense,hash-random --topk 1/4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["attn"], "dense");
+  EXPECT_FALSE(j[0].contains("attention"));
+  EXPECT_EQ(j[1]["attn"], "hash-random");
+  ASSERT_TRUE(j[1].contains("attention"));
+  // The tiny model's layers 2 and 3 are hashed: each step reads a quarter of their entries.
+  EXPECT_GT(j[1]["attention"]["sparse_heads"].get<int64_t>(), 0);
+  EXPECT_LT(j[1]["attention"]["entries_read"].get<int64_t>(),
+            j[1]["attention"]["entries_held"].get<int64_t>());
+  for (const auto& t : j) EXPECT_EQ(t["test"], "tg3 @ d40");
+
+  const BenchRun table =
+      run_cli("bench -m " + model() + " -p 0 -n 2 -d 8 -r 1 --attn dense,quest --topk 1/2");
+  ASSERT_EQ(table.exit_code, 0) << table.out;
+  EXPECT_NE(table.out.find("tg2 @ d8 [dense]"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("tg2 @ d8 [quest]"), std::string::npos) << table.out;
+
+  for (const char* bad : {"dense,dense", "dense,", "dense,nope"}) {
+    const BenchRun b = run_cli("bench -m " + model() + " -p 0 -n 2 -r 1 --attn " + bad);
+    EXPECT_EQ(b.exit_code, 1) << bad << ": " << b.out;
+    EXPECT_NE(b.out.find("--attn"), std::string::npos) << b.out;
+  }
+}
+
 TEST(BenchCliStats, MeanSampleStddevAndMedian) {
   const std::vector<double> four{4, 1, 3, 2};
   const SampleStats s = sample_stats(four);

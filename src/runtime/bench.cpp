@@ -47,6 +47,8 @@ void validate_bench_options(const BenchOptions& o) {
   check_counts(o.n_gen, "-n", "generation length");
   check_counts(o.n_depth, "-d", "depth");
   if (o.n_depth.empty()) fail("-d: no depth given (expected e.g. 0 or 0,4096)");
+  if (o.n_variants < 1 || o.n_variants > 64)
+    fail("bench: {} variants is out of range (expected 1 to 64)", o.n_variants);
   if (largest(o.n_prompt) == 0 && largest(o.n_gen) == 0)
     fail("-p and -n are all 0: nothing to benchmark (give -p N or -n N with N > 0)");
   if (o.n_threads < 1 || o.n_threads > 1024)
@@ -73,10 +75,12 @@ std::string BenchTest::name() const {
 std::vector<BenchTest> bench_plan(const BenchOptions& o) {
   std::vector<BenchTest> plan;
   for (const int64_t d : o.n_depth) {
-    for (const int64_t p : o.n_prompt)
-      if (p > 0) plan.push_back({p, 0, d});
-    for (const int64_t n : o.n_gen)
-      if (n > 0) plan.push_back({0, n, d});
+    for (int v = 0; v < o.n_variants; ++v) {
+      for (const int64_t p : o.n_prompt)
+        if (p > 0) plan.push_back({p, 0, d, v});
+      for (const int64_t n : o.n_gen)
+        if (n > 0) plan.push_back({0, n, d, v});
+    }
   }
   return plan;
 }
@@ -203,8 +207,10 @@ std::vector<double> tokens_per_second(std::span<const uint64_t> samples_ns, int6
 
 std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
                                    const BenchResultCallback& on_result,
-                                   const BenchProgressCallback& on_progress) {
+                                   const BenchProgressCallback& on_progress,
+                                   const BenchVariantCallback& on_variant) {
   validate_bench_options(o);
+  if (o.n_variants > 1 && !on_variant) fail("bench: {} variants but no way to switch them", o.n_variants);
   if (session.n_ctx() < bench_context(o))
     fail("the session holds {} tokens but the benchmark needs {} (largest -d plus largest -p/-n)",
          session.n_ctx(), bench_context(o));
@@ -222,8 +228,11 @@ std::vector<BenchResult> run_bench(Session& session, const BenchOptions& o,
   const std::vector<BenchTest> plan = bench_plan(o);
   std::vector<BenchResult> results;
   int64_t held_depth = -1;  // depth of the random ids at the start of the cache, -1: none
+  int variant = -1;         // the variant the session is set to
   for (size_t ti = 0; ti < plan.size(); ++ti) {
     const BenchTest& t = plan[ti];
+    if (t.variant != variant && on_variant) on_variant(t.variant);
+    variant = t.variant;
     auto report = [&](BenchProgress::Phase phase, int rep, int64_t done, int64_t total) {
       if (!on_progress) return;
       BenchProgress p;

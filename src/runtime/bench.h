@@ -26,6 +26,9 @@ struct BenchOptions {
   int64_t n_batch = 512;  // tokens per forward call for prefill and depth filling
   bool warmup = true;     // one untimed run per test first (page in weights, warm caches), as llama-bench
   uint64_t seed = 1;      // for the random token ids: every run of the same options feeds the same ids
+  // Configurations timed on the same filled depth (e.g. attention methods): every test runs once per
+  // variant, run_bench's on_variant(i) switching the session to variant i before its runs.
+  int n_variants = 1;
 };
 
 // Throws Error naming the option (-p, -n, -d, -t, -r, -b) when a value is out of range or nothing would run.
@@ -36,6 +39,7 @@ struct BenchTest {
   int64_t n_prompt = 0;  // tokens prefilled by one eval call (pp test), else 0
   int64_t n_gen = 0;     // single-token decode steps (tg test), else 0
   int64_t n_depth = 0;   // tokens in the KV cache before the timed part starts
+  int variant = 0;       // of BenchOptions::n_variants
 
   // llama-bench's names: "pp512", "tg128", "pp512 @ d4096".
   std::string name() const;
@@ -43,8 +47,8 @@ struct BenchTest {
   int64_t n_tokens() const { return n_prompt + n_gen; }
 };
 
-// Every test in run order: depths in the given order, and at each depth the pp tests then the tg tests
-// (llama-bench's order).
+// Every test in run order: depths in the given order, and at each depth, for each variant in turn, the pp
+// tests then the tg tests (llama-bench's order).
 std::vector<BenchTest> bench_plan(const BenchOptions& options);
 
 // KV entries the session needs: the largest depth plus the largest pp or tg count.
@@ -121,13 +125,16 @@ struct BenchProgress {
 
 using BenchResultCallback = std::function<void(const BenchResult&)>;
 using BenchProgressCallback = std::function<void(const BenchProgress&)>;
+using BenchVariantCallback = std::function<void(int variant)>;
 
 // Runs every test of bench_plan(options) on session (which must hold at least bench_context(options)
 // tokens) and returns the results in plan order, also handing each to on_result as soon as it is done.
-// Each depth is filled once with random ids; later runs truncate the session back to it. The session is left
-// empty.
+// Each depth is filled once with random ids; later runs, of any variant, truncate the session back to it.
+// on_variant(v) is called before a test of variant v whenever the previous test was of another one (and
+// before the first test); it must be given when options.n_variants > 1. The session is left empty.
 std::vector<BenchResult> run_bench(Session& session, const BenchOptions& options,
                                    const BenchResultCallback& on_result = {},
-                                   const BenchProgressCallback& on_progress = {});
+                                   const BenchProgressCallback& on_progress = {},
+                                   const BenchVariantCallback& on_variant = {});
 
 }  // namespace ariadne

@@ -1,5 +1,6 @@
 #include "bench_attention.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -11,9 +12,34 @@
 
 namespace ariadne::cli {
 
-BenchAttention::BenchAttention(const AttentionFlags& flags, const ModelSource& source, Session& session) {
-  selector_ = make_sparse_selector(attention_config(flags), source);
-  if (selector_) session.kv().set_selector(selector_);
+BenchAttention::BenchAttention(const AttentionFlags& flags, const std::string& method,
+                               const ModelSource& source)
+    : method_(method) {
+  AttentionFlags f = flags;
+  f.method = method;
+  // A dense variant beside sparse ones ignores their flags; dense alone refuses them as run does.
+  if (method != "dense" || flags.method == "dense")
+    selector_ = make_sparse_selector(attention_config(f), source);
+}
+
+void BenchAttention::install(Session& session) const {
+  session.kv().set_selector(selector_);
+}
+
+std::vector<std::string> bench_attention_methods(const std::string& list) {
+  std::vector<std::string> methods;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = list.find(',', start);
+    std::string m = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (m.empty()) fail("--attn: '{}' has an empty method (expected e.g. dense,hata)", list);
+    if (std::find(methods.begin(), methods.end(), m) != methods.end())
+      fail("--attn: '{}' names {} twice", list, m);
+    methods.push_back(std::move(m));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return methods;
 }
 
 nlohmann::json BenchAttention::take(int64_t n_gen) {

@@ -190,7 +190,7 @@ class ProgressLine {
 
 int run_bench_command(const BenchCliOptions& c) {
   if (c.model.empty()) fail("bench needs -m MODEL (a GGUF file, Hugging Face folder or llama2.c .bin)");
-  const BenchOptions o = to_bench_options(c);
+  BenchOptions o = to_bench_options(c);
   if (c.attn_only)
     return run_attention_only_bench(c.model, c.attn, o.n_depth, o.n_threads, o.repetitions,
                                     parse_cache_type(c.cache_type), c.json);
@@ -235,12 +235,21 @@ int run_bench_command(const BenchCliOptions& c) {
   } catch (const Error& e) {
     fail("{} (bench sizes the context from -d + max(-p, -n): lower those)", e.what());
   }
-  BenchAttention attention(c.attn, *source, *session);
+  // One variant per attention method of --attn, all timed on the same filled depths.
+  std::vector<BenchAttention> variants;
+  for (const std::string& method : bench_attention_methods(c.attn.method))
+    variants.emplace_back(c.attn, method, *source);
+  o.n_variants = static_cast<int>(variants.size());
+  auto test_name = [&](const BenchTest& t) {
+    return variants.size() > 1
+               ? fmt::format("{} [{}]", t.name(), variants[static_cast<size_t>(t.variant)].method())
+               : t.name();
+  };
 
   const ModelSummary model = summarize_model(*source);
   const uint64_t per_token = kv_bytes_per_token(source->config, kv_type);
   size_t test_width = 0;
-  for (const BenchTest& t : bench_plan(o)) test_width = std::max(test_width, t.name().size());
+  for (const BenchTest& t : bench_plan(o)) test_width = std::max(test_width, test_name(t).size());
   const MarkdownTable table(model.description.size(), test_width);
   if (!c.json) table.header();
 
@@ -251,11 +260,12 @@ int run_bench_command(const BenchCliOptions& c) {
   auto on_result = [&](const BenchResult& r) {
     kv_held = std::max(kv_held, r.kv_bytes);
     done.push_back(r);
+    BenchAttention& attention = variants[static_cast<size_t>(r.test.variant)];
     const nlohmann::json attn = attention.take(r.test.n_gen);
     if (!c.json) {
       progress.clear();
       table.row({model.description, format_size(model.weight_bytes), format_params(model.n_params),
-                 std::to_string(o.n_threads), r.test.name(),
+                 std::to_string(o.n_threads), test_name(r.test),
                  fmt::format("{:.2f} ± {:.2f}", r.rate.mean, r.rate.stddev)});
       return;
     }
@@ -275,6 +285,7 @@ int run_bench_command(const BenchCliOptions& c) {
     j["n_batch"] = o.n_batch;
     j["n_ctx"] = session->n_ctx();
     j["test"] = r.test.name();
+    j["attn"] = attention.method();
     j["n_prompt"] = r.test.n_prompt;
     j["n_gen"] = r.test.n_gen;
     j["n_depth"] = r.test.n_depth;
@@ -309,7 +320,8 @@ int run_bench_command(const BenchCliOptions& c) {
     records.push_back(std::move(j));
   };
   auto on_progress = [&](const BenchProgress& p) { progress.show(p, o.repetitions); };
-  run_bench(*session, o, on_result, on_progress);
+  run_bench(*session, o, on_result, on_progress,
+            [&](int v) { variants[static_cast<size_t>(v)].install(*session); });
   progress.clear();
 
   if (c.json) {
@@ -324,7 +336,7 @@ int run_bench_command(const BenchCliOptions& c) {
       "(%.2f MiB before loading the model)\n",
       predicted.total() / 1048576.0, predicted.weights / 1048576.0, predicted.kv / 1048576.0,
       predicted.activations / 1048576.0, peak_resident_bytes() / 1048576.0, baseline_rss / 1048576.0);
-  attention.print_summary();
+  for (const BenchAttention& a : variants) a.print_summary();
   if (policy != nullptr) {
     // What the policy did in each test's timed runs: the cache it left, its compressions, their share.
     std::printf("\nKV policy: %s\n\n", kv_description.c_str());
