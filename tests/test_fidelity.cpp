@@ -19,15 +19,17 @@ namespace {
 
 class EvalFidelity : public test::TinyModelTest {
  protected:
+  bool follow = true;  // the top-k methods' --attn-follow
+
   static std::vector<int32_t> text(int64_t n) {
     std::vector<int32_t> tokens(static_cast<size_t>(n));
     eval::Rng rng(11);
     for (int32_t& t : tokens) t = static_cast<int32_t>(rng.below(500)) + 3;
     return tokens;
   }
-  static eval::FidelityResult run(const std::string& methods, int64_t ctx = 320, int64_t steps = 16,
-                                  int64_t windows = 2) {
-    const eval::MethodRegistry registry = eval::builtin_methods();
+  eval::FidelityResult run(const std::string& methods, int64_t ctx = 320, int64_t steps = 16,
+                           int64_t windows = 2) const {
+    const eval::MethodRegistry registry = eval::builtin_methods({"", follow});
     eval::FidelityOptions o;
     o.ctx = ctx;
     o.steps = steps;
@@ -65,6 +67,7 @@ TEST_F(EvalFidelity, FullAndBudgetsThatKeepEverythingEqualDense) {
 }
 
 TEST_F(EvalFidelity, ExactTopkRecallsItsOwnChoiceAndQuestLosesSomeInTheSparseLayersOnly) {
+  follow = false;  // exact-topk is then exactly the oracle
   const eval::FidelityResult r = run("exact-topk:1/8,quest:1/8");
   for (const eval::MethodFidelity& m : r.methods) {
     // Layers 0 and 1 stay dense (hata.md §5): no choice, no error there.

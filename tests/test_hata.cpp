@@ -12,6 +12,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -529,7 +530,13 @@ class Recorder : public AttentionSelector {
     inner_->after_rewrite(cache, layer, g, j);
   }
   void reset() override { inner_->reset(); }
+  bool wants_argmax(int64_t layer) const override { return inner_->wants_argmax(layer); }
+  void after_attend(const KvCache& cache, int64_t layer, std::span<const int32_t> argmax) override {
+    this->argmax.assign(argmax.begin(), argmax.end());
+    inner_->after_attend(cache, layer, argmax);
+  }
   std::vector<std::vector<int32_t>> chosen;
+  std::vector<int32_t> argmax;  // the last after_attend's
 
  private:
   std::shared_ptr<SparseSelector> inner_;
@@ -558,6 +565,142 @@ TEST(HataGqa, GroupSharesOneIndexSet) {
               << method << " head " << h;
       }
     }
+  }
+}
+
+// ---- [ours] following the most attended entry ------------------------------------------------------------
+
+// The kernel's argmax_last: per query head of the last token, the entry of largest logit among those it
+// reads (indices, causal limit, bias), whatever the thread count (split-K or not) and instruction set.
+TEST(HataFollow, ArgmaxLastIsTheLargestLogitRead) {
+  const int64_t n = 1500, d = 64, n_tokens = 3;
+  RandomCache rc(1, 8, 2, d, n, 21);
+  const auto q = gaussian(static_cast<size_t>(n_tokens * 8 * d), 22);
+  std::mt19937 rng(23);
+  std::vector<std::vector<int32_t>> idx(2);
+  std::vector<std::vector<float>> bias(2, std::vector<float>(static_cast<size_t>(n)));
+  for (int64_t g = 0; g < 2; ++g) {
+    for (int32_t j = 0; j < n; ++j)
+      if (rng() % 3 == 0) idx[static_cast<size_t>(g)].push_back(j);
+    for (auto& b : bias[static_cast<size_t>(g)]) b = static_cast<float>(rng() % 7) * 0.1f;
+  }
+  // Query tokens at positions 1200, 1201, 1202: the last one sees entries up to 1202 only.
+  const std::vector<int32_t> qpos{1200, 1201, 1202};
+  for (const bool sparse : {false, true}) {
+    for (const bool biased : {false, true}) {
+      // The reference: logits in double over what the last token reads, the lowest index on a tie.
+      std::vector<int32_t> expect(8, -1);
+      std::vector<double> best(8, -std::numeric_limits<double>::infinity());
+      for (int64_t h = 0; h < 8; ++h) {
+        const int64_t g = h / 4;
+        std::vector<int32_t> read = idx[static_cast<size_t>(g)];
+        if (!sparse) {
+          read.resize(static_cast<size_t>(n));
+          std::iota(read.begin(), read.end(), 0);
+        }
+        for (const int32_t j : read) {
+          if (j > qpos.back()) continue;
+          const auto k = rc.key(0, g, j);
+          double z = 0;
+          for (int64_t e = 0; e < d; ++e)
+            z += static_cast<double>(q[static_cast<size_t>((2 * 8 + h) * d + e)]) * k[static_cast<size_t>(e)];
+          z *= 0.125;
+          if (biased) z += bias[static_cast<size_t>(g)][static_cast<size_t>(j)];
+          if (z > best[static_cast<size_t>(h)])
+            best[static_cast<size_t>(h)] = z, expect[static_cast<size_t>(h)] = j;
+        }
+      }
+      for (const int threads : {1, 3}) {
+        for (const cpu::Isa isa : cpu::runnable_isas()) {
+          const cpu::ScopedIsa scoped(isa);
+          ThreadPool pool(threads);
+          std::vector<std::vector<const uint8_t*>> kp(2), vp(2);
+          std::vector<cpu::KvHeadView> views(2);
+          for (int64_t g = 0; g < 2; ++g) {
+            for (int64_t b = 0; b < (n + 63) / 64; ++b) {
+              kp[static_cast<size_t>(g)].push_back(rc.cache->key_row(0, g, b * 64));
+              vp[static_cast<size_t>(g)].push_back(rc.cache->value_row(0, g, b * 64));
+            }
+            cpu::KvHeadView& v = views[static_cast<size_t>(g)];
+            v.k_blocks = kp[static_cast<size_t>(g)].data();
+            v.v_blocks = vp[static_cast<size_t>(g)].data();
+            v.positions = rc.cache->positions(0, g);
+            v.n = n;
+            v.bias = biased ? bias[static_cast<size_t>(g)].data() : nullptr;
+            v.indices = sparse ? idx[static_cast<size_t>(g)].data() : nullptr;
+            v.n_indices = sparse ? static_cast<int64_t>(idx[static_cast<size_t>(g)].size()) : 0;
+          }
+          std::vector<float> out(q.size());
+          std::vector<int32_t> argmax(8, -7);
+          cpu::AttentionParams p{};
+          p.q = q.data();
+          p.q_token_stride = 8 * d;
+          p.q_positions = qpos.data();
+          p.n_tokens = n_tokens;
+          p.n_heads = 8;
+          p.n_kv_heads = 2;
+          p.head_dim = d;
+          p.kv_type = DType::F32;
+          p.block_size = 64;
+          p.heads = views.data();
+          p.scale = 0.125f;
+          p.out = out.data();
+          p.out_token_stride = 8 * d;
+          p.argmax_last = argmax.data();
+          cpu::attention(p, pool);
+          EXPECT_EQ(argmax, expect) << "sparse " << sparse << " bias " << biased << " threads " << threads
+                                    << " " << cpu::isa_name(isa);
+          // Decode (the last token alone) reports the same, split over the sequence with 3 threads.
+          p.q = q.data() + 2 * 8 * d;
+          p.q_positions = qpos.data() + 2;
+          p.n_tokens = 1;
+          std::fill(argmax.begin(), argmax.end(), -7);
+          cpu::attention(p, pool);
+          EXPECT_EQ(argmax, expect) << "decode, threads " << threads << " " << cpu::isa_name(isa);
+        }
+      }
+    }
+  }
+}
+
+// With follow on, a decode step reads the entry after each query head's most attended entry of the step
+// before (one new entry since); with follow off, or after the head changed otherwise, the choice is the
+// scores' alone.
+TEST(HataFollow, SuccessorOfTheMostAttendedEntryIsRead) {
+  ModelSource src;
+  for (const std::string method : {"hash-random", "quest", "exact-topk"}) {
+    SCOPED_TRACE(method);
+    auto run = [&](bool follow, int64_t new_entries, std::vector<int32_t>* argmax_before) {
+      RandomCache rc(1, 8, 2, 32, 900, 31);
+      src.config = rc.model;
+      SparseAttentionConfig c = config(method, 1.0 / 32);
+      c.dense_layers = {};
+      c.follow = follow;
+      auto rec = std::make_shared<Recorder>(make_sparse_selector(c, src));
+      rc.cache->set_selector(rec);
+      rc.attend(0, gaussian(8 * 32, 32));
+      if (argmax_before != nullptr) *argmax_before = rec->argmax;
+      rc.store(0, new_entries, 33);
+      rc.attend(0, gaussian(8 * 32, 34));
+      return rec->chosen;
+    };
+    std::vector<int32_t> argmax;
+    const auto on = run(true, 1, &argmax);
+    const auto off = run(false, 1, nullptr);
+    ASSERT_EQ(argmax.size(), 8u);
+    int missing_without = 0;
+    for (int64_t h = 0; h < 8; ++h) {
+      const int32_t next = argmax[static_cast<size_t>(h)] + 1;
+      ASSERT_GT(next, 0);
+      const auto& with = on[static_cast<size_t>(h / 4)];
+      const auto& without = off[static_cast<size_t>(h / 4)];
+      EXPECT_TRUE(std::binary_search(with.begin(), with.end(), next)) << "head " << h << " entry " << next;
+      missing_without += !std::binary_search(without.begin(), without.end(), next);
+    }
+    EXPECT_GT(missing_without, 0)
+        << "the scores alone would have read every successor: the test shows nothing";
+    // Two new entries: the cache changed other than by one step, so nothing is followed.
+    EXPECT_EQ(run(true, 2, nullptr), run(false, 2, nullptr));
   }
 }
 

@@ -112,6 +112,8 @@ typedef struct ariadne_session_params {
   int32_t attn_recent;           /* last entries always read (counted in the budget); the current token is */
   const char* hata_sidecar;      /* hata's weights: NULL: <model>.hata.gguf; else this file */
   const char* attn_score;        /* hata, hash-random: "norm" or "hamming"; NULL: the sidecar's (norm) */
+  const char* attn_follow;       /* "on" (NULL) or "off": also read the entry after each query head's most
+                                    attended one of the previous step (inside the budget) */
 } ariadne_session_params;
 
 /* Memory a session of these parameters is expected to hold, computed without allocating anything. */

@@ -122,7 +122,7 @@ ariadne::SessionOptions session_options(const ariadne_session_params* params) {
 // The KV policy the parameters ask for (null: full). note receives what chelsea's outlier sidecar lookup
 // found.
 // The session's attention selector (null: dense), from attn, attn_topk, attn_dense_layers, attn_sink,
-// attn_recent and hata_sidecar.
+// attn_recent, hata_sidecar, attn_score and attn_follow.
 std::shared_ptr<ariadne::SparseSelector> attention_selector(const ariadne_model* m,
                                                             const ariadne_session_params* p) {
   if (p == nullptr || p->attn == nullptr || std::string_view(p->attn) == "dense") return nullptr;
@@ -140,6 +140,7 @@ std::shared_ptr<ariadne::SparseSelector> attention_selector(const ariadne_model*
       ariadne::fail("attn_score: '{}' is not norm or hamming", p->attn_score);
     c.score = score;
   }
+  if (p->attn_follow != nullptr) c.follow = ariadne::parse_follow(p->attn_follow, "attn_follow");
   ariadne::validate_sparse_attention(c);
   return ariadne::make_sparse_selector(c, *m->source);
 }

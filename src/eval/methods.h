@@ -103,6 +103,7 @@ class MethodRegistry {
 // hash-random (sparse_methods.cpp) (more join as they are implemented). Any of them compose with '+'.
 struct MethodDefaults {
   std::string hata_sidecar;  // hata's weights; empty: <model>.hata.gguf
+  bool attn_follow = true;   // the top-k methods' SparseAttentionConfig::follow
 };
 MethodRegistry builtin_methods(const MethodDefaults& defaults = {});
 

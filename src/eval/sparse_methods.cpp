@@ -36,6 +36,7 @@ void add_sparse_attention_methods(MethodRegistry& r, const MethodDefaults& defau
              SparseAttentionConfig c;
              c.method = name;
              if (c.method == "hata") c.sidecar = defaults.hata_sidecar;
+             c.follow = defaults.attn_follow;
              c.topk = parse_topk(spec.budget, spec.text);
              validate_sparse_attention(c);
              return std::make_unique<SparseAttentionMethod>(c);

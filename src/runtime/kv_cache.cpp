@@ -247,7 +247,13 @@ void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::Attentio
   p.scale = query.scale;
   p.out = query.out;
   p.out_token_stride = query.n_heads * options_.head_dim;
+  std::vector<int32_t> argmax;
+  if (selector_ != nullptr && selector_->wants_argmax(layer)) {
+    argmax.assign(static_cast<size_t>(query.n_heads), -1);
+    p.argmax_last = argmax.data();
+  }
   cpu::attention(p, ctx.pool);
+  if (!argmax.empty()) selector_->after_attend(*this, layer, argmax);
   if (policy_) policy_->after_attend(ctx, *this, layer, query);
 }
 

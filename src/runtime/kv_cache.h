@@ -110,6 +110,10 @@ class AttentionSelector {
                              std::span<const int64_t> keep) {}
   virtual void after_rewrite(const KvCache& cache, int64_t layer, int64_t kv_head, int64_t j) {}
   virtual void reset() {}
+  // Whether attention should report, for the last query token of a call on `layer`, each query head's entry
+  // of largest logit (cpu::AttentionParams::argmax_last); after_attend then receives it, [n_heads].
+  virtual bool wants_argmax(int64_t layer) const { return false; }
+  virtual void after_attend(const KvCache& cache, int64_t layer, std::span<const int32_t> argmax) {}
   // Bytes of that side data now.
   virtual uint64_t bytes() const { return 0; }
 };

@@ -108,6 +108,7 @@ class HashSelector : public SparseSelector {
   }
 
   void reset() override {
+    SparseSelector::reset();
     for (Codes& c : codes_) c = Codes{};
   }
 
@@ -304,6 +305,7 @@ class QuestSelector : public SparseSelector {
     pages(layer, g).stale = true;
   }
   void reset() override {
+    SparseSelector::reset();
     for (Pages& p : pages_) p = Pages{};
   }
   uint64_t bytes() const override {
@@ -354,13 +356,14 @@ class QuestSelector : public SparseSelector {
   }
 
   // The best ceil(k / page) pages plus the current partial page; pages holding forced entries are forced.
-  void choose(const KvCache&, int64_t, int64_t, const float*, int64_t, HeadWork& w) const override {
+  void choose(const KvCache&, int64_t layer, int64_t g, const float*, int64_t, HeadWork& w) const override {
     const int64_t page = config_.page;
     const int64_t n_pages = score_units(w.n);
     const int64_t recent = std::max<int64_t>(1, config_.recent);
     const int64_t sink_pages = (std::min(config_.sink, w.n) + page - 1) / page;
     const int64_t recent_pages = n_pages - std::max<int64_t>(0, w.n - recent) / page;
     const int64_t budget = (w.k + page - 1) / page + (w.n % page != 0 ? 1 : 0);
+    force_followed(layer, g, w, page);
     std::vector<int32_t> chosen(static_cast<size_t>(n_pages));
     const int64_t m = cpu::topk_largest_f32(w.score.data(), n_pages, sink_pages, recent_pages, budget,
                                             chosen.data(), w.scratch);
@@ -448,6 +451,12 @@ std::vector<int32_t> parse_layer_list(std::string_view text, std::string_view fl
   return out;
 }
 
+bool parse_follow(std::string_view text, std::string_view flag) {
+  if (text == "on") return true;
+  if (text == "off") return false;
+  fail("{}: '{}' is neither on nor off", flag, text);
+}
+
 void validate_sparse_attention(const SparseAttentionConfig& c) {
   const auto& names = sparse_attention_methods();
   if (c.method != "dense" && std::find(names.begin(), names.end(), c.method) == names.end())
@@ -479,7 +488,9 @@ int64_t topk_entries(double topk, int64_t n) {
 }
 
 SparseSelector::SparseSelector(SparseAttentionConfig config, const ModelConfig& model)
-    : config_(std::move(config)), model_(model) {
+    : config_(std::move(config)),
+      model_(model),
+      followed_(static_cast<size_t>(std::max<int64_t>(0, model.n_layer * model.n_head_kv))) {
   validate_sparse_attention(config_);
   ARIADNE_CHECK(model_.n_head_kv > 0 && model_.n_head % model_.n_head_kv == 0,
                 "sparse attention: head counts");
@@ -496,7 +507,46 @@ std::string SparseSelector::describe() const {
     s += fmt::format(", dense layers {}", fmt::join(config_.dense_layers, ","));
   if (config_.sink > 0 || config_.recent > 0)
     s += fmt::format(", forced {} sink + {} recent", config_.sink, config_.recent);
+  if (config_.follow) s += ", following the most attended entries";
   return s;
+}
+
+void SparseSelector::reset() {
+  for (Followed& f : followed_) f = Followed{};
+}
+
+bool SparseSelector::wants_argmax(int64_t layer) const {
+  return config_.follow && !is_dense_layer(layer);
+}
+
+void SparseSelector::after_attend(const KvCache& cache, int64_t layer, std::span<const int32_t> argmax) {
+  const int64_t n_kv = model_.n_head_kv;
+  if (layer < 0 || layer >= model_.n_layer || static_cast<int64_t>(argmax.size()) % n_kv != 0) return;
+  const int64_t group = static_cast<int64_t>(argmax.size()) / n_kv;
+  for (int64_t g = 0; g < n_kv; ++g) {
+    Followed& f = followed_[static_cast<size_t>(layer * n_kv + g)];
+    f.next.clear();
+    f.n = cache.size(layer, g);
+    for (int64_t h = 0; h < group; ++h) {
+      const int32_t j = argmax[static_cast<size_t>(g * group + h)];
+      if (j >= 0 && std::find(f.next.begin(), f.next.end(), j + 1) == f.next.end()) f.next.push_back(j + 1);
+    }
+  }
+}
+
+void SparseSelector::force_followed(int64_t layer, int64_t g, HeadWork& w, int64_t unit_size) const {
+  if (!config_.follow) return;
+  const Followed& f = followed_[static_cast<size_t>(layer * model_.n_head_kv + g)];
+  if (f.n < 0 || f.n + 1 != w.n) return;
+  for (const int32_t j : f.next) {
+    if (j >= w.n) continue;
+    const auto unit = static_cast<size_t>(j / unit_size);
+    if (w.use_u32) {
+      if (unit < w.ham.size()) w.ham[unit] = 0;
+    } else if (unit < w.score.size()) {
+      w.score[unit] = std::numeric_limits<float>::infinity();
+    }
+  }
 }
 
 void SparseSelector::size_scores(HeadWork& w, int64_t units) const {
@@ -507,7 +557,9 @@ void SparseSelector::size_scores(HeadWork& w, int64_t units) const {
   }
 }
 
-void SparseSelector::choose(const KvCache&, int64_t, int64_t, const float*, int64_t, HeadWork& w) const {
+void SparseSelector::choose(const KvCache&, int64_t layer, int64_t g, const float*, int64_t,
+                            HeadWork& w) const {
+  force_followed(layer, g, w, 1);
   const int64_t recent = std::max<int64_t>(1, config_.recent);  // the current token is always read
   w.indices.resize(static_cast<size_t>(w.n));
   const int64_t m = w.use_u32 ? cpu::topk_smallest_u32(w.ham.data(), w.n, w.max_score, config_.sink, recent,

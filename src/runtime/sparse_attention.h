@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,10 @@ struct SparseAttentionConfig {
   int64_t rbits = 128;             // hash-random: bits per code
   uint64_t seed = 42;              // hash-random: seed of the Gaussian projection
   int64_t page = 16;               // quest: entries per page
+  // [ours] Each step also reads the entry after the one each query head of the group attended most in the
+  // previous step (the last prompt token's, at the first decode step), forced inside k: copying a span
+  // (an induction head) moves its attention one entry on per token, which a hash can lose.
+  bool follow = true;
 };
 
 // The methods make_sparse_selector() knows (besides dense), in help order.
@@ -55,6 +60,9 @@ double parse_topk(std::string_view text, std::string_view flag);
 // Throws Error naming the flag (--attn, --topk, --attn-dense-layers, --attn-sink, --attn-recent,
 // --hash-bits, --quest-page) when a value is out of range.
 void validate_sparse_attention(const SparseAttentionConfig& config);
+
+// "on" -> true, "off" -> false; Error naming flag otherwise.
+bool parse_follow(std::string_view text, std::string_view flag);
 
 // "0,1" -> {0, 1}; "" or "none" -> {}. Throws Error naming flag on anything but layers >= 0.
 std::vector<int32_t> parse_layer_list(std::string_view text, std::string_view flag);
@@ -85,6 +93,10 @@ class SparseSelector : public AttentionSelector {
 
   const SparseAttentionConfig& config() const { return config_; }
   bool is_dense_layer(int64_t layer) const;
+  void reset() override;  // subclasses that override it call it too
+  bool wants_argmax(int64_t layer) const override;
+  void after_attend(const KvCache& cache, int64_t layer, std::span<const int32_t> argmax) override;
+
   const SparseAttentionStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }
   // One line for users: the method and its parameters.
@@ -118,12 +130,23 @@ class SparseSelector : public AttentionSelector {
   // Fills w.indices from the scores (default: top-k of w.ham or w.score with the forced set).
   virtual void choose(const KvCache& cache, int64_t layer, int64_t g, const float* q, int64_t group,
                       HeadWork& w) const;
+  // config.follow: gives the successors of the last step's most attended entries of head g the best score
+  // of unit (entry / unit_size) before the top-k; nothing when the head has changed other than by one new
+  // entry since (a truncation, a compaction).
+  void force_followed(int64_t layer, int64_t g, HeadWork& w, int64_t unit_size) const;
 
   SparseAttentionConfig config_;
   ModelConfig model_;
   int64_t layer_ = -1;           // the layer whose choice `heads_` holds
   std::vector<HeadWork> heads_;  // [n_kv_heads]
   SparseAttentionStats stats_;
+
+ private:
+  struct Followed {
+    std::vector<int32_t> next;  // entries after the group's most attended ones
+    int64_t n = -1;             // entries the head held then
+  };
+  std::vector<Followed> followed_;  // [n_layer][n_kv_heads]
 };
 
 // The selector of config for this model; null for "dense". hata reads the sidecar (config.sidecar, or the

@@ -27,6 +27,10 @@ void add_attention_flags(CLI::App* cmd, AttentionFlags& f) {
   f.score_opt = cmd->add_option("--attn-score", f.score,
                                 "hata, hash-random: norm (Hamming agreement times |k|) or hamming scores "
                                 "(default: the sidecar's, norm)");
+  f.follow_opt = cmd->add_option("--attn-follow", f.follow,
+                                 "on or off: also read the entry after each query head's most attended one "
+                                 "of the previous step (inside the budget)")
+                     ->capture_default_str();
   f.hata_opt = cmd->add_option(
       "--hata", f.hata, "HATA weights from `ariadne calibrate --method hata` (default: <model>.hata.gguf)");
 }
@@ -35,7 +39,8 @@ SparseAttentionConfig attention_config(const AttentionFlags& f) {
   SparseAttentionConfig c;
   c.method = f.method;
   if (f.method == "dense") {
-    for (const CLI::Option* o : {f.topk_opt, f.dense_opt, f.sink_opt, f.recent_opt, f.hata_opt, f.score_opt})
+    for (const CLI::Option* o :
+         {f.topk_opt, f.dense_opt, f.sink_opt, f.recent_opt, f.hata_opt, f.score_opt, f.follow_opt})
       if (o != nullptr && o->count() > 0)
         fail("{} applies to sparse attention: add --attn {}", o->get_name(),
              fmt::join(sparse_attention_methods(), "|"));
@@ -51,6 +56,7 @@ SparseAttentionConfig attention_config(const AttentionFlags& f) {
   }
   if (!f.topk.empty()) c.topk = parse_topk(f.topk, "--topk");
   c.dense_layers = parse_layer_list(f.dense_layers, "--attn-dense-layers");
+  c.follow = parse_follow(f.follow, "--attn-follow");
   c.sink = f.sink;
   c.recent = f.recent;
   c.sidecar = f.hata;

@@ -19,8 +19,9 @@ struct AttentionFlags {
   std::string dense_layers = "0,1";
   int64_t sink = 0;
   int64_t recent = 0;
-  std::string hata;   // empty: <model>.hata.gguf
-  std::string score;  // hata, hash-random: norm or hamming; empty: the sidecar's (norm)
+  std::string hata;           // empty: <model>.hata.gguf
+  std::string score;          // hata, hash-random: norm or hamming; empty: the sidecar's (norm)
+  std::string follow = "on";  // on or off: SparseAttentionConfig::follow
   // Which flags were given (one that does not apply to --attn dense is an error, not silently ignored).
   CLI::Option* topk_opt = nullptr;
   CLI::Option* dense_opt = nullptr;
@@ -28,6 +29,7 @@ struct AttentionFlags {
   CLI::Option* recent_opt = nullptr;
   CLI::Option* hata_opt = nullptr;
   CLI::Option* score_opt = nullptr;
+  CLI::Option* follow_opt = nullptr;
 };
 
 void add_attention_flags(CLI::App* cmd, AttentionFlags& flags);

@@ -34,6 +34,7 @@
 #include "eval/words.h"
 #include "formats/model_source.h"
 #include "progress.h"
+#include "runtime/sparse_attention.h"
 #include "tokenizer/load.h"
 #include "tokenizer/tokenizer.h"
 
@@ -364,11 +365,13 @@ struct RunCliOptions {
   int64_t limit = 0;
   bool json = false;
   bool quiet = false;
-  std::string hata;  // hata's weights (default: <model>.hata.gguf)
+  std::string hata;                // hata's weights (default: <model>.hata.gguf)
+  std::string attn_follow = "on";  // the top-k methods' --attn-follow
 };
 
 int run_eval_run(const RunCliOptions& o) {
-  const eval::MethodRegistry registry = eval::builtin_methods({o.hata});
+  const eval::MethodRegistry registry =
+      eval::builtin_methods({o.hata, parse_follow(o.attn_follow, "--attn-follow")});
   const std::vector<eval::MethodSpec> methods = registry.parse_list(o.methods);
   if (o.n_batch < 1) fail("-b: expected a batch size >= 1, got {}", o.n_batch);
   if (o.limit < 0) fail("--limit: expected a count >= 0, got {}", o.limit);
@@ -447,6 +450,9 @@ void add_run_subcommand(CLI::App* eval, Action& action) {
       ->required();
   cmd->add_option("--tasks", o->tasks, "Task instances (JSONL from `ariadne eval tasks`)")->required();
   cmd->add_option("--hata", o->hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option("--attn-follow", o->attn_follow,
+                  "Top-k methods: on or off, also read the entry after each query head's most attended one")
+      ->capture_default_str();
   cmd->add_option(
       "--method", o->methods,
       "Methods, comma-separated, each NAME or NAME:BUDGET (e.g. full,chelsea:0.2,streaming:0.2,snapkv:0.2)");
@@ -533,7 +539,8 @@ struct TextEvalCliOptions {
   bool no_bos = false;
   bool json = false;
   bool quiet = false;
-  std::string hata;  // hata's weights (default: <model>.hata.gguf)
+  std::string hata;                // hata's weights (default: <model>.hata.gguf)
+  std::string attn_follow = "on";  // the top-k methods' --attn-follow
 };
 
 // Options every text evaluation takes; the ones whose help differs (--method, -c, --windows) are added by
@@ -544,6 +551,9 @@ void add_text_eval_options(CLI::App* cmd, TextEvalCliOptions& o, const std::stri
       ->required();
   cmd->add_option("--text", o.text, text_help)->required();
   cmd->add_option("--hata", o.hata, "Weights of the hata method (default: <model>.hata.gguf)");
+  cmd->add_option("--attn-follow", o.attn_follow,
+                  "Top-k methods: on or off, also read the entry after each query head's most attended one")
+      ->capture_default_str();
   cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer file (llama2.c checkpoints: tokenizer.bin)");
   cmd->add_option("-t,--threads", o.threads, "CPU threads (default: all cores)");
   cmd->add_option("-b,--batch-size", o.n_batch, "Prompt tokens per forward call while prefilling");
@@ -563,7 +573,8 @@ struct TextEvalInput {
 };
 
 TextEvalInput open_text_eval(const TextEvalCliOptions& o) {
-  TextEvalInput in{eval::builtin_methods({o.hata}), {}, nullptr, {}, -1};
+  TextEvalInput in{
+      eval::builtin_methods({o.hata, parse_follow(o.attn_follow, "--attn-follow")}), {}, nullptr, {}, -1};
   in.methods = in.registry.parse_list(o.methods);
   if (o.windows < 0) fail("--windows: expected a count >= 0 (0: all), got {}", o.windows);
   const std::string text = read_file(o.text, "text file (--text)");

@@ -30,6 +30,8 @@ constexpr int64_t kTargetRows = 64;
 constexpr int64_t kItemsPerThread = 8;
 // Upper bound on the split-K partial states; beyond it the units run whole (the result is the same).
 constexpr size_t kMaxPartialBytes = size_t{64} << 20;
+// The largest GQA group argmax_last is kept for (on the stack, per unit).
+constexpr int64_t kMaxGroup = 64;
 
 // --- portable tile kernels (the reference every vector path is tested against) -------------------------
 
@@ -143,6 +145,12 @@ State state_at(float* base, int64_t rows) {
   return {base, base + rows, base + 2 * rows};
 }
 
+// The largest logit one query row has seen and the entry it came from (argmax_last).
+struct Best {
+  float logit = kNegInf;
+  int32_t entry = -1;
+};
+
 // The query rows of one unit of work: tokens [t0, t0 + n_tok) of kv head g, each token's `group` query heads
 // (row r is token t0 + r / group, query head g * group + r % group).
 struct Unit {
@@ -180,9 +188,14 @@ struct Plan {
 // The entries of one tile of keys: where their rows are, their positions and biases.
 struct TileRefs {
   TileRefs()
-      : k_rows(tiles::kKeyTile), v_rows(tiles::kKeyTile), key_pos(tiles::kKeyTile), bias(tiles::kKeyTile) {}
+      : k_rows(tiles::kKeyTile),
+        v_rows(tiles::kKeyTile),
+        key_pos(tiles::kKeyTile),
+        entry(tiles::kKeyTile),
+        bias(tiles::kKeyTile) {}
   std::vector<const uint8_t*> k_rows, v_rows;  // [kKeyTile] the rows in the cache
   std::vector<int32_t> key_pos;                // [kKeyTile]
+  std::vector<int32_t> entry;                  // [kKeyTile] index of each among the head's entries
   std::vector<float> bias;                     // [kKeyTile]
   int64_t n_keys = 0;
   int32_t min_pos = 0, max_pos = 0;
@@ -251,6 +264,7 @@ void gather_tile(const Plan& plan, const KvHeadView& kv, int64_t i0, int64_t n_k
     }
     const int32_t pos = kv.positions[entry];
     t.key_pos[static_cast<size_t>(j)] = pos;
+    t.entry[static_cast<size_t>(j)] = static_cast<int32_t>(entry);
     t.min_pos = std::min(t.min_pos, pos);
     t.max_pos = std::max(t.max_pos, pos);
     const size_t offset = static_cast<size_t>(row) * plan.row_bytes;
@@ -276,7 +290,8 @@ void prefetch_tile(const Plan& plan, const TileRefs& t) {
 // online-softmax step. Tiles whose keys are all later than every row's position are skipped; for a row
 // that sees no key of a tile, processing or skipping it is the same (the row is left untouched), which is
 // what makes a token's result independent of the other tokens in its unit.
-void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, State st) {
+// best: null, or [group] the running argmax of the last token's rows (the unit holds the last token).
+void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, State st, Best* best) {
   const AttentionParams& p = plan.p;
   const KvHeadView& kv = p.heads[u.g];
   const int64_t ld = plan.ld;
@@ -299,6 +314,21 @@ void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, Stat
 
     plan.kernels.convert(plan.type, tile->k_rows.data(), n_keys, plan.d, ld, sc.k.data());
     plan.kernels.dots(sc.q.data(), u.n_rows, sc.k.data(), n_keys, ld, sc.s.data());
+    if (best != nullptr) {
+      // The last token's logits, as softmax forms them, before softmax overwrites the scores. Entries come
+      // in ascending order, so a strictly larger logit keeps the lowest index on a tie.
+      const int64_t r0 = (p.n_tokens - 1 - u.t0) * plan.group;
+      for (int64_t h = 0; h < plan.group; ++h) {
+        const int64_t r = r0 + h;
+        const float* s = sc.s.data() + r * tiles::kKeyTile;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          if (tile->key_pos[static_cast<size_t>(j)] > sc.limit[static_cast<size_t>(r)]) continue;
+          float x = s[j] * p.scale;
+          if (kv.bias != nullptr) x += tile->bias[static_cast<size_t>(j)];
+          if (x > best[h].logit) best[h] = {x, tile->entry[static_cast<size_t>(j)]};
+        }
+      }
+    }
     tiles::SoftmaxArgs sm;
     sm.s = sc.s.data();
     sm.n_rows = u.n_rows;
@@ -373,6 +403,11 @@ void write_output(const Plan& plan, const Unit& u, const State& total) {
   }
 }
 
+// argmax_last of the unit's kv head, from the last token's best entries.
+void write_argmax(const Plan& plan, const Unit& u, const Best* best) {
+  for (int64_t h = 0; h < plan.group; ++h) plan.p.argmax_last[u.g * plan.group + h] = best[h].entry;
+}
+
 // Calls fn(item, scratch) for every item in [0, n_items) with items handed out dynamically (each is
 // computed entirely by one thread, so the assignment never changes a result).
 template <typename Fn>
@@ -409,6 +444,10 @@ void attention(const AttentionParams& p, ThreadPool& pool) {
                   (p.n_tokens + tile_tokens - 1) / tile_tokens,
                   tile_tokens * group};
 
+  ARIADNE_CHECK(p.argmax_last == nullptr || group <= kMaxGroup,
+                "attention: argmax_last needs a GQA group <= 64");
+  // Whether a unit holds the last token's rows, whose argmax is wanted.
+  auto holds_last = [&](const Unit& u) { return p.argmax_last != nullptr && u.t0 + u.n_tok == p.n_tokens; };
   const int64_t n_units = p.n_kv_heads * plan.n_qtiles;
   int64_t max_segments = 0;
   for (int64_t g = 0; g < p.n_kv_heads; ++g) max_segments = std::max(max_segments, plan.n_segments(g));
@@ -425,20 +464,32 @@ void attention(const AttentionParams& p, ThreadPool& pool) {
       return state_at(partial.data() + static_cast<size_t>(unit * max_segments + seg) * unit_state,
                       plan.max_rows);
     };
+    std::vector<Best> partial_best(
+        p.argmax_last != nullptr ? static_cast<size_t>(n_units * max_segments * group) : 0);
+    auto best_of = [&](const Unit& u, int64_t unit, int64_t seg) -> Best* {
+      if (!holds_last(u)) return nullptr;
+      return partial_best.data() + (unit * max_segments + seg) * group;
+    };
     for_each_item(pool, plan, n_units * max_segments, [&](int64_t item, Scratch& sc) {
       const int64_t unit = item / max_segments, seg = item % max_segments;
       const Unit u = plan.unit(unit % p.n_kv_heads, unit / p.n_kv_heads);
       if (seg >= plan.n_segments(u.g)) return;
       load_queries(plan, u, sc);
-      run_segment(plan, u, seg, sc, partial_state(unit, seg));
+      run_segment(plan, u, seg, sc, partial_state(unit, seg), best_of(u, unit, seg));
     });
     for_each_item(pool, plan, n_units, [&](int64_t unit, Scratch& sc) {
       const Unit u = plan.unit(unit % p.n_kv_heads, unit / p.n_kv_heads);
       const State total = state_at(sc.total.data(), plan.max_rows);
       clear_state(total, u.n_rows);
-      for (int64_t seg = 0; seg < plan.n_segments(u.g); ++seg)
+      Best best[kMaxGroup];
+      for (int64_t seg = 0; seg < plan.n_segments(u.g); ++seg) {
         merge_state(total, partial_state(unit, seg), u.n_rows, ld);
+        if (const Best* b = best_of(u, unit, seg))
+          for (int64_t h = 0; h < group; ++h)
+            if (b[h].logit > best[h].logit) best[h] = b[h];
+      }
       write_output(plan, u, total);
+      if (holds_last(u)) write_argmax(plan, u, best);
     });
     return;
   }
@@ -451,11 +502,13 @@ void attention(const AttentionParams& p, ThreadPool& pool) {
     const State total = state_at(sc.total.data(), plan.max_rows);
     const State segment = state_at(sc.segment.data(), plan.max_rows);
     clear_state(total, u.n_rows);
+    Best best[kMaxGroup];  // segments in order: a strictly larger logit keeps the lowest index
     for (int64_t seg = 0; seg < plan.n_segments(u.g); ++seg) {
-      run_segment(plan, u, seg, sc, segment);
+      run_segment(plan, u, seg, sc, segment, holds_last(u) ? best : nullptr);
       merge_state(total, segment, u.n_rows, ld);
     }
     write_output(plan, u, total);
+    if (holds_last(u)) write_argmax(plan, u, best);
   });
 }
 

@@ -54,6 +54,11 @@ struct AttentionParams {
   float scale;  // usually 1/sqrt(head_dim)
   float* out;   // [n_tokens][out_token_stride], head h at out + h*head_dim
   int64_t out_token_stride;
+
+  // Optional, [n_heads] out: for the last query token, per query head, the entry (an index into its KV head's
+  // entries, as `indices` holds them) with the largest logit among those it reads, the lowest such index on a
+  // tie; -1 when it sees none. What a sparse selector follows to the next step (sparse_attention.h).
+  int32_t* argmax_last = nullptr;
 };
 
 // out[t][h] = sum_j softmax_j(scale * q[t][h] . k[j] + bias[j]) v[j] over the entries j of kv head
