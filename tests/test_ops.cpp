@@ -55,6 +55,49 @@ TEST(OpsRmsNorm, InPlaceAndThreadedEqualSingleThreaded) {
   EXPECT_EQ(single, threaded);
 }
 
+TEST(OpsElementwise, FusedAddRmsNormEqualsAddThenNormBitForBit) {
+  // Odd widths and row counts, large magnitudes and denormals; one thread and three.
+  for (const int64_t n : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{2049}}) {
+    const int64_t rows = 5;
+    auto x = random_vector(static_cast<size_t>(rows * n), 31, 1e3f);
+    const auto y = random_vector(static_cast<size_t>(rows * n), 32);
+    x[0] = 1e-40f;  // a denormal
+    const std::vector<float> w = random_vector(static_cast<size_t>(n), 33);
+    ThreadPool p1(1), p3(3);
+    std::vector<float> x_ref = x, out_ref(x.size());
+    ops::add(ops::Context{p1, {}}, x_ref.data(), y.data(), rows * n);
+    ops::rms_norm(ops::Context{p1, {}}, x_ref.data(), w, 1e-5f, rows, out_ref.data());
+    for (ThreadPool* pool : {&p1, &p3}) {
+      std::vector<float> xf = x, out(x.size());
+      ops::add_rms_norm(ops::Context{*pool, {}}, xf.data(), y.data(), w, 1e-5f, rows, out.data());
+      EXPECT_EQ(xf, x_ref) << "n " << n << " threads " << pool->size();
+      EXPECT_EQ(out, out_ref) << "n " << n << " threads " << pool->size();
+    }
+  }
+}
+
+TEST(OpsElementwise, ThreadedSiluMulAndAddEqualSingleThreaded) {
+  // Long enough to go to the pool (prefill sizes), with a ragged end.
+  const int64_t n = 3 * 65536 + 7;
+  const auto g = random_vector(static_cast<size_t>(n), 34, 4.0f),
+             u = random_vector(static_cast<size_t>(n), 35);
+  ThreadPool p1(1), p3(3);
+  auto a = g, b = g;
+  ops::silu_mul(ops::Context{p1, {}}, a.data(), u.data(), n);
+  ops::silu_mul(ops::Context{p3, {}}, b.data(), u.data(), n);
+  EXPECT_EQ(a, b);
+  for (int64_t i = 0; i < n; i += 9973)
+    EXPECT_NEAR(
+        a[static_cast<size_t>(i)],
+        g[static_cast<size_t>(i)] / (1 + std::exp(-g[static_cast<size_t>(i)])) * u[static_cast<size_t>(i)],
+        1e-5f * (1 + std::fabs(a[static_cast<size_t>(i)])));
+  auto c = g, d = g;
+  ops::add(ops::Context{p1, {}}, c.data(), u.data(), n);
+  ops::add(ops::Context{p3, {}}, d.data(), u.data(), n);
+  EXPECT_EQ(c, d);
+  EXPECT_EQ(c[static_cast<size_t>(n - 1)], g[static_cast<size_t>(n - 1)] + u[static_cast<size_t>(n - 1)]);
+}
+
 // Reference RoPE from the definition: rotate pair (a, b) of frequency i by angle pos * theta^(-2i/d).
 void naive_rope(std::vector<float>& x, int64_t n_heads, int64_t d, int pos, double theta, bool neox) {
   for (int64_t h = 0; h < n_heads; ++h) {

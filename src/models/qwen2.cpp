@@ -23,9 +23,7 @@ class Qwen2Model : public Model {
     ctx.observe("attn_norm", layer, a.cur.data(), n, c.n_embd);
     blocks::qkv_projections(ctx, w, n, a);  // with bq, bk, bv (required for this family)
     blocks::attention(ctx, c, rope_, w, il, batch, kv, a);
-    ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
-
-    ops::rms_norm(ctx, a.x.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
+    ops::add_rms_norm(ctx, a.x.data(), a.out.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
     ctx.observe("ffn_norm", layer, a.cur.data(), n, c.n_embd);
     blocks::swiglu_ffn(ctx, w, n, a);
     ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);

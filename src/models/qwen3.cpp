@@ -27,9 +27,7 @@ class Qwen3Model : public Model {
     blocks::head_rms_norm(ctx, w.k_norm, c.rms_eps, n, c.n_head_kv, a.k.data());
     ctx.observe("q_norm", layer, a.q.data(), n, c.n_head * c.head_dim);
     blocks::attention(ctx, c, rope_, w, il, batch, kv, a);
-    ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);
-
-    ops::rms_norm(ctx, a.x.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
+    ops::add_rms_norm(ctx, a.x.data(), a.out.data(), w.ffn_norm, c.rms_eps, n, a.cur.data());
     ctx.observe("ffn_norm", layer, a.cur.data(), n, c.n_embd);
     blocks::swiglu_ffn(ctx, w, n, a);
     ops::add(ctx, a.x.data(), a.out.data(), n * c.n_embd);

@@ -1,5 +1,7 @@
 #include "ops/ops.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
@@ -68,12 +70,38 @@ void rms_norm(const Context& ctx, const float* x, const std::vector<float>& weig
   });
 }
 
+void add_rms_norm(const Context& ctx, float* x, const float* y, const std::vector<float>& weight, float eps,
+                  int64_t n_rows, float* out) {
+  const int64_t n = static_cast<int64_t>(weight.size());
+  ctx.pool.parallel_for(n_rows, [&](int64_t begin, int64_t end) {
+    cpu::add_rms_norm(x + begin * n, y + begin * n, weight.data(), out + begin * n, end - begin, n, eps);
+  });
+}
+
+namespace {
+// Elementwise work below this many floats runs on the calling thread (a decode step's vectors): waking the
+// pool would cost more than the loop. Above it (prefill), contiguous ranges go to the threads; every
+// element is computed the same way wherever it runs.
+constexpr int64_t kSerialElements = 65536;
+
+template <typename Fn>
+void elementwise(const Context& ctx, int64_t n, Fn&& fn) {
+  if (n < kSerialElements || ctx.pool.size() == 1) {
+    fn(0, n);
+    return;
+  }
+  // Ranges of whole cache lines (16 floats), so that no two threads write the same line.
+  const int64_t lines = (n + 15) / 16;
+  ctx.pool.parallel_for(lines, [&](int64_t b, int64_t e) { fn(b * 16, std::min(n, e * 16)); });
+}
+}  // namespace
+
 void silu_mul(const Context& ctx, float* gate, const float* up, int64_t n) {
-  cpu::silu_mul(gate, up, n);
+  elementwise(ctx, n, [&](int64_t b, int64_t e) { cpu::silu_mul(gate + b, up + b, e - b); });
 }
 
 void add(const Context& ctx, float* y, const float* x, int64_t n) {
-  cpu::add(y, x, n);
+  elementwise(ctx, n, [&](int64_t b, int64_t e) { cpu::add(y + b, x + b, e - b); });
 }
 
 }  // namespace ariadne::ops

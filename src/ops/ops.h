@@ -25,6 +25,11 @@ std::vector<float> to_f32(const TensorView& t);
 void rms_norm(const Context& ctx, const float* x, const std::vector<float>& weight, float eps, int64_t n_rows,
               float* y);
 
+// x += y, then out = RMSNorm(x) * weight (rows of weight.size() floats) in one pass per row: a layer's
+// residual add fused with the next norm. The same bits as add() then rms_norm(). out must not alias x or y.
+void add_rms_norm(const Context& ctx, float* x, const float* y, const std::vector<float>& weight, float eps,
+                  int64_t n_rows, float* out);
+
 // gate = silu(gate) * up, elementwise over n floats.
 void silu_mul(const Context& ctx, float* gate, const float* up, int64_t n);
 

@@ -17,6 +17,22 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int
   }
 }
 
+void add_rms_norm(float* x, const float* y, const float* weight, float* out, int64_t n_rows, int64_t n,
+                  float eps) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    float* xr = x + r * n;
+    const float* yr = y + r * n;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      xr[i] += yr[i];
+      sum += static_cast<double>(xr[i]) * xr[i];
+    }
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
+    float* o = out + r * n;
+    for (int64_t i = 0; i < n; ++i) o[i] = (xr[i] * scale) * weight[i];
+  }
+}
+
 void rope(float* x, const RopeParams& p) {
   const int64_t half = p.head_dim / 2;
   for (int64_t t = 0; t < p.n_tokens; ++t) {

@@ -12,6 +12,12 @@ namespace ariadne::cpu {
 // x and y may alias.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
 
+// The residual add and the next RMSNorm in one pass: x[r] += y[r], then out[r] = RMSNorm(x[r]) * weight, row
+// by row (each row of x is read once while it is in cache). The same arithmetic as add() then rms_norm(), so
+// the same bits. out must not alias x or y.
+void add_rms_norm(float* x, const float* y, const float* weight, float* out, int64_t n_rows, int64_t n,
+                  float eps);
+
 struct RopeParams {
   int64_t n_tokens;
   int64_t n_heads;
