@@ -1308,6 +1308,10 @@ TEST(HataCli, RefusesBadFlagsAndForeignSidecars) {
   expect_error(run + "--attn hatta", "unknown attention 'hatta'");
   expect_error(run + "--attn quest --hata x.gguf", "applies to --attn hata");
   expect_error(run + "--attn quest --attn-dense-layers 0,x", "--attn-dense-layers: 'x'");
+  expect_error(run + "--attn quest --attn-follow maybe", "--attn-follow: 'maybe' is neither on nor off");
+  expect_error(run + "--attn-follow off", "--attn-follow applies to sparse attention");
+  expect_error(run + "--attn hash-random --hash-bits 96", "--hash-bits: expected a multiple of 64");
+  expect_error(run + "--attn quest --hash-bits 64", "--hash-bits sets hash-random's code length");
   expect_error(
       "calibrate --method hata " + stories_args() + "--text " + dir.file("tiny.gguf") + " --bits 100",
       "--bits");

@@ -31,6 +31,9 @@ void add_attention_flags(CLI::App* cmd, AttentionFlags& f) {
                                  "on or off: also read the entry after each query head's most attended one "
                                  "of the previous step (inside the budget)")
                      ->capture_default_str();
+  f.bits_opt = cmd->add_option("--hash-bits", f.hash_bits,
+                               "hash-random: bits per code, a multiple of 64 (hata takes its sidecar's)")
+                   ->capture_default_str();
   f.hata_opt = cmd->add_option(
       "--hata", f.hata, "HATA weights from `ariadne calibrate --method hata` (default: <model>.hata.gguf)");
 }
@@ -39,8 +42,8 @@ SparseAttentionConfig attention_config(const AttentionFlags& f) {
   SparseAttentionConfig c;
   c.method = f.method;
   if (f.method == "dense") {
-    for (const CLI::Option* o :
-         {f.topk_opt, f.dense_opt, f.sink_opt, f.recent_opt, f.hata_opt, f.score_opt, f.follow_opt})
+    for (const CLI::Option* o : {f.topk_opt, f.dense_opt, f.sink_opt, f.recent_opt, f.hata_opt, f.score_opt,
+                                 f.follow_opt, f.bits_opt})
       if (o != nullptr && o->count() > 0)
         fail("{} applies to sparse attention: add --attn {}", o->get_name(),
              fmt::join(sparse_attention_methods(), "|"));
@@ -57,6 +60,9 @@ SparseAttentionConfig attention_config(const AttentionFlags& f) {
   if (!f.topk.empty()) c.topk = parse_topk(f.topk, "--topk");
   c.dense_layers = parse_layer_list(f.dense_layers, "--attn-dense-layers");
   c.follow = parse_follow(f.follow, "--attn-follow");
+  if (f.bits_opt != nullptr && f.bits_opt->count() > 0 && f.method != "hash-random")
+    fail("--hash-bits sets hash-random's code length; {} takes its own (hata: the sidecar's)", f.method);
+  c.rbits = f.hash_bits;
   c.sink = f.sink;
   c.recent = f.recent;
   c.sidecar = f.hata;

@@ -22,6 +22,7 @@ struct AttentionFlags {
   std::string hata;           // empty: <model>.hata.gguf
   std::string score;          // hata, hash-random: norm or hamming; empty: the sidecar's (norm)
   std::string follow = "on";  // on or off: SparseAttentionConfig::follow
+  int64_t hash_bits = 128;    // hash-random: bits per code
   // Which flags were given (one that does not apply to --attn dense is an error, not silently ignored).
   CLI::Option* topk_opt = nullptr;
   CLI::Option* dense_opt = nullptr;
@@ -30,6 +31,7 @@ struct AttentionFlags {
   CLI::Option* hata_opt = nullptr;
   CLI::Option* score_opt = nullptr;
   CLI::Option* follow_opt = nullptr;
+  CLI::Option* bits_opt = nullptr;
 };
 
 void add_attention_flags(CLI::App* cmd, AttentionFlags& flags);
