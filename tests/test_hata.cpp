@@ -448,6 +448,35 @@ TEST(HataSelection, ForcedEntriesAlwaysChosen) {
 // ---- §4.4 masked-dense equivalence
 // --------------------------------------------------------------------------
 
+// The kernel's view of layer 0 of rc, every KV head: blocks, positions, and per head an optional bias and
+// index list (empty: none).
+struct HeadViews {
+  std::vector<std::vector<const uint8_t*>> kp, vp;
+  std::vector<cpu::KvHeadView> views;
+  HeadViews(const RandomCache& rc, int64_t n, const std::vector<std::vector<float>>* bias,
+            const std::vector<std::vector<int32_t>>* idx) {
+    const int64_t n_kv = rc.model.n_head_kv;
+    kp.resize(static_cast<size_t>(n_kv));
+    vp.resize(static_cast<size_t>(n_kv));
+    views.resize(static_cast<size_t>(n_kv));
+    for (int64_t g = 0; g < n_kv; ++g) {
+      const auto gi = static_cast<size_t>(g);
+      for (int64_t b = 0; b < (n + 63) / 64; ++b) {
+        kp[gi].push_back(rc.cache->key_row(0, g, b * 64));
+        vp[gi].push_back(rc.cache->value_row(0, g, b * 64));
+      }
+      cpu::KvHeadView& v = views[gi];
+      v.k_blocks = kp[gi].data();
+      v.v_blocks = vp[gi].data();
+      v.positions = rc.cache->positions(0, g);
+      v.n = n;
+      v.bias = bias != nullptr ? (*bias)[gi].data() : nullptr;
+      v.indices = idx != nullptr ? (*idx)[gi].data() : nullptr;
+      v.n_indices = idx != nullptr ? static_cast<int64_t>((*idx)[gi].size()) : 0;
+    }
+  }
+};
+
 TEST(HataMaskedDense, SubsetEqualsMinusInfinityMask) {
   RandomCache rc(1, 8, 2, 64, 700, 3);
   const auto q = gaussian(8 * 64, 8);
@@ -464,22 +493,7 @@ TEST(HataMaskedDense, SubsetEqualsMinusInfinityMask) {
     }
     std::vector<float> sparse(q.size()), masked(q.size());
     for (const bool use_mask : {false, true}) {
-      std::vector<std::vector<const uint8_t*>> kp(2), vp(2);
-      std::vector<cpu::KvHeadView> views(2);
-      for (int64_t g = 0; g < 2; ++g) {
-        for (int64_t b = 0; b < (700 + 63) / 64; ++b) {
-          kp[static_cast<size_t>(g)].push_back(rc.cache->key_row(0, g, b * 64));
-          vp[static_cast<size_t>(g)].push_back(rc.cache->value_row(0, g, b * 64));
-        }
-        cpu::KvHeadView& v = views[static_cast<size_t>(g)];
-        v.k_blocks = kp[static_cast<size_t>(g)].data();
-        v.v_blocks = vp[static_cast<size_t>(g)].data();
-        v.positions = rc.cache->positions(0, g);
-        v.n = 700;
-        v.bias = use_mask ? mask[static_cast<size_t>(g)].data() : nullptr;
-        v.indices = use_mask ? nullptr : idx[static_cast<size_t>(g)].data();
-        v.n_indices = use_mask ? 0 : static_cast<int64_t>(idx[static_cast<size_t>(g)].size());
-      }
+      HeadViews hv(rc, 700, use_mask ? &mask : nullptr, use_mask ? nullptr : &idx);
       const int32_t pos = 700;
       cpu::AttentionParams p{};
       p.q = q.data();
@@ -491,7 +505,7 @@ TEST(HataMaskedDense, SubsetEqualsMinusInfinityMask) {
       p.head_dim = 64;
       p.kv_type = DType::F32;
       p.block_size = 64;
-      p.heads = views.data();
+      p.heads = hv.views.data();
       p.scale = 0.125f;
       p.out = use_mask ? masked.data() : sparse.data();
       p.out_token_stride = 8 * 64;
@@ -614,22 +628,7 @@ TEST(HataFollow, ArgmaxLastIsTheLargestLogitRead) {
         for (const cpu::Isa isa : cpu::runnable_isas()) {
           const cpu::ScopedIsa scoped(isa);
           ThreadPool pool(threads);
-          std::vector<std::vector<const uint8_t*>> kp(2), vp(2);
-          std::vector<cpu::KvHeadView> views(2);
-          for (int64_t g = 0; g < 2; ++g) {
-            for (int64_t b = 0; b < (n + 63) / 64; ++b) {
-              kp[static_cast<size_t>(g)].push_back(rc.cache->key_row(0, g, b * 64));
-              vp[static_cast<size_t>(g)].push_back(rc.cache->value_row(0, g, b * 64));
-            }
-            cpu::KvHeadView& v = views[static_cast<size_t>(g)];
-            v.k_blocks = kp[static_cast<size_t>(g)].data();
-            v.v_blocks = vp[static_cast<size_t>(g)].data();
-            v.positions = rc.cache->positions(0, g);
-            v.n = n;
-            v.bias = biased ? bias[static_cast<size_t>(g)].data() : nullptr;
-            v.indices = sparse ? idx[static_cast<size_t>(g)].data() : nullptr;
-            v.n_indices = sparse ? static_cast<int64_t>(idx[static_cast<size_t>(g)].size()) : 0;
-          }
+          HeadViews hv(rc, n, biased ? &bias : nullptr, sparse ? &idx : nullptr);
           std::vector<float> out(q.size());
           std::vector<int32_t> argmax(8, -7);
           cpu::AttentionParams p{};
@@ -642,7 +641,7 @@ TEST(HataFollow, ArgmaxLastIsTheLargestLogitRead) {
           p.head_dim = d;
           p.kv_type = DType::F32;
           p.block_size = 64;
-          p.heads = views.data();
+          p.heads = hv.views.data();
           p.scale = 0.125f;
           p.out = out.data();
           p.out_token_stride = 8 * d;
