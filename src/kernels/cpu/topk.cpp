@@ -47,6 +47,20 @@ int64_t emit(const Split& s, int64_t n, int32_t* out, Take&& take) {
   return m;
 }
 
+// One entry of a threshold emit: index i is written at out[w] and kept (w advances) when its key is below
+// the threshold, or equal to it while `at_threshold` equal ones are still wanted. Branch-free on the common
+// case.
+inline void take_below(int32_t* out, int64_t& w, int64_t i, uint32_t v, uint32_t threshold,
+                       int64_t& at_threshold) {
+  out[w] = static_cast<int32_t>(i);
+  if (v == threshold) {
+    w += at_threshold > 0;
+    at_threshold -= at_threshold > 0;
+  } else {
+    w += v < threshold;
+  }
+}
+
 // emit() for "key(i) < threshold, then the first `at_threshold` entries equal to it": branch-free on the
 // common case; the few equal to the threshold take their turns by index.
 template <typename Key>
@@ -54,16 +68,7 @@ int64_t emit_below(const Split& s, int64_t n, int32_t* out, int64_t at_threshold
                    Key&& key) {
   int64_t w = 0;
   for (int64_t i = 0; i < s.lo; ++i) out[w++] = static_cast<int32_t>(i);
-  for (int64_t i = s.lo; i < s.hi; ++i) {
-    const uint32_t v = key(i);
-    out[w] = static_cast<int32_t>(i);
-    if (v == threshold) {
-      w += at_threshold > 0;
-      at_threshold -= at_threshold > 0;
-    } else {
-      w += v < threshold;
-    }
-  }
+  for (int64_t i = s.lo; i < s.hi; ++i) take_below(out, w, i, key(i), threshold, at_threshold);
   for (int64_t i = s.hi; i < n; ++i) out[w++] = static_cast<int32_t>(i);
   return w;
 }
@@ -196,16 +201,7 @@ int64_t topk_largest_f32(const float* score, int64_t n, int64_t n_sink, int64_t 
       const uint32_t threshold = radix_threshold(ckey, c, s.quota, cidx + room, &need);
       int64_t w = 0;
       for (int64_t i = 0; i < s.lo; ++i) out[w++] = static_cast<int32_t>(i);
-      for (int64_t j = 0; j < c; ++j) {
-        const uint32_t v = ckey[j];
-        out[w] = static_cast<int32_t>(s.lo + cidx[j]);
-        if (v == threshold) {
-          w += need > 0;
-          need -= need > 0;
-        } else {
-          w += v < threshold;
-        }
-      }
+      for (int64_t j = 0; j < c; ++j) take_below(out, w, s.lo + cidx[j], ckey[j], threshold, need);
       for (int64_t i = s.hi; i < n; ++i) out[w++] = static_cast<int32_t>(i);
       return w;
     }
