@@ -39,6 +39,7 @@ struct KvStore {
   std::vector<std::vector<int32_t>> positions;                        // [g][n]
   std::vector<std::vector<float>> bias;                               // [g][n] or empty
   std::vector<std::vector<int32_t>> indices;                          // [g][...] or empty (dense)
+  int32_t max_position = std::numeric_limits<int32_t>::max();         // the views' bound (none by default)
   // Views handed to the kernel.
   std::vector<std::vector<const uint8_t*>> k_ptrs, v_ptrs;
   std::vector<cpu::KvHeadView> views;
@@ -103,6 +104,7 @@ struct KvStore {
       view.indices = indices[g].empty() ? nullptr : indices[g].data();
       view.n = n;
       view.n_indices = static_cast<int64_t>(indices[g].size());
+      view.max_position = max_position;
     }
     return views.data();
   }
@@ -388,6 +390,54 @@ TEST(AttentionKernel, IndexSubsets) {
       for (int threads : {1, 2}) {
         expect_matches(run_kernel(kv, decode, threads, scale), ref_decode, d);
         expect_matches(run_kernel(kv, prefill, threads, scale), ref_prefill, d);
+      }
+    }
+  }
+}
+
+// A bound on the entries' positions that every query is at or past (a decode step) changes no bit of the
+// output, dense or sparse, split or not; and with it the positions are not read at all: positions that would
+// hide everything make no difference. A query before the bound is still masked by the positions.
+TEST(AttentionKernel, PositionBoundSkipsTheMaskWithoutChangingABit) {
+  for (DType type : {DType::F32, DType::F16}) {
+    SCOPED_TRACE(std::string(dtype_name(type)));
+    const int64_t d = 64, n = 1800;
+    KvStore kv(type, 2, d, 256, n, 31);
+    std::mt19937 rng(32);
+    const float scale = 0.125f;
+    for (const bool sparse : {false, true}) {
+      for (auto& idx : kv.indices) {
+        idx.clear();
+        if (sparse)
+          for (int32_t j = 0; j < n; ++j)
+            if (rng() % 4 == 0) idx.push_back(j);
+      }
+      const Queries decode(1, 8, d, n - 1, 33), early(2, 8, d, n - 300, 34);
+      for (cpu::Isa isa : cpu::runnable_isas()) {
+        SCOPED_TRACE(cpu::isa_name(isa));
+        cpu::ScopedIsa scoped(isa);
+        for (int threads : {1, 3}) {
+          kv.max_position = std::numeric_limits<int32_t>::max();
+          const std::vector<float> plain = run_kernel(kv, decode, threads, scale);
+          const std::vector<float> plain_early = run_kernel(kv, early, threads, scale);
+          for (const int32_t bound : {static_cast<int32_t>(n - 1), static_cast<int32_t>(n + 40)}) {
+            kv.max_position = bound;
+            const std::vector<float> got = run_kernel(kv, decode, threads, scale);
+            if (bound == n - 1) {
+              EXPECT_EQ(0, std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)))
+                  << "sparse " << sparse << " threads " << threads;
+              const std::vector<std::vector<int32_t>> saved = kv.positions;
+              for (auto& p : kv.positions) std::fill(p.begin(), p.end(), std::numeric_limits<int32_t>::max());
+              const std::vector<float> unread = run_kernel(kv, decode, threads, scale);
+              kv.positions = saved;
+              EXPECT_EQ(0, std::memcmp(unread.data(), plain.data(), got.size() * sizeof(float)));
+            } else {  // a bound past the query: the positions decide, as without one
+              EXPECT_EQ(0, std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)));
+            }
+            const std::vector<float> got_early = run_kernel(kv, early, threads, scale);
+            EXPECT_EQ(0, std::memcmp(got_early.data(), plain_early.data(), got_early.size() * sizeof(float)));
+          }
+        }
       }
     }
   }

@@ -256,6 +256,49 @@ TEST(HataEncoding, PopcountMatchesNaiveOnEveryPath) {
   }
 }
 
+// The fused norm-mode score: |k| * (G r - 2 sum), with the norm as f16 (zero, subnormal, large, negative
+// zero), bit for bit on every path, and in the spec's order (G - 2 sum / r) |k| up to the factor r.
+TEST(HataEncoding, WeightedScoreMatchesNaiveOnEveryPath) {
+  std::mt19937_64 rng(6);
+  for (const int64_t words : {1, 2, 3, 4, 8}) {
+    for (const int64_t n : {1, 7, 8, 9, 203, 1000}) {
+      for (const int64_t group : {1, 4, 7}) {
+        std::vector<uint64_t> q(static_cast<size_t>(group * words)), k(static_cast<size_t>(n * words));
+        for (auto& x : q) x = rng();
+        for (auto& x : k) x = rng();
+        std::vector<uint16_t> norm(static_cast<size_t>(n));
+        for (auto& x : norm)
+          x = f32_to_f16(std::ldexp(static_cast<float>(rng() % 1000) / 1000.0f, rng() % 40 - 30));
+        norm[0] = 0;
+        if (n > 2) norm[1] = 0x0001, norm[2] = 0x7bff;  // the smallest subnormal, the largest finite f16
+        const auto full = static_cast<int32_t>(group * words * 64);
+        std::vector<float> expect(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          uint32_t sum = 0;
+          for (int64_t h = 0; h < group; ++h)
+            sum += naive_distance(q.data() + h * words, k.data() + i * words, words);
+          const double spec = (static_cast<double>(group) - 2.0 * sum / (words * 64.0)) *
+                              f16_to_f32(norm[static_cast<size_t>(i)]);
+          expect[static_cast<size_t>(i)] = f16_to_f32(norm[static_cast<size_t>(i)]) *
+                                           static_cast<float>(full - 2 * static_cast<int32_t>(sum));
+          ASSERT_NEAR(expect[static_cast<size_t>(i)] / (words * 64.0), spec, 1e-6 * std::abs(spec) + 1e-30);
+        }
+        std::vector<float> got(static_cast<size_t>(n), -1.0f);
+        cpu::hamming_group_weighted_scalar(q.data(), group, k.data(), norm.data(), n, words, full,
+                                           got.data());
+        ASSERT_EQ(got, expect) << "scalar, words " << words << " n " << n;
+        for (const cpu::Isa isa : cpu::runnable_isas()) {
+          const cpu::ScopedIsa scoped(isa);
+          std::fill(got.begin(), got.end(), -1.0f);
+          cpu::hamming_group_weighted(q.data(), group, k.data(), norm.data(), n, words, full, got.data());
+          ASSERT_EQ(got, expect) << cpu::isa_name(isa) << (cpu::hamming_uses_vpopcntdq() ? " vpopcntdq" : "")
+                                 << ", words " << words << " n " << n << " group " << group;
+        }
+      }
+    }
+  }
+}
+
 TEST(HataEncoding, SelfDistanceZeroNegationFull) {
   const int64_t d = 16;
   for (const int64_t r : {64, 128, 256}) {

@@ -95,8 +95,8 @@ void KvCache::reserve(Head& h, int64_t n) {
   const int64_t blocks = blocks_for(n, options_.block_size);
   const size_t block_bytes = static_cast<size_t>(options_.block_size) * row_bytes_;
   while (static_cast<int64_t>(h.k_blocks.size()) < blocks) {
-    h.k_blocks.emplace_back(new uint8_t[block_bytes]);
-    h.v_blocks.emplace_back(new uint8_t[block_bytes]);
+    h.k_blocks.emplace_back(static_cast<uint8_t*>(::operator new[](block_bytes, kBlockAlign)));
+    h.v_blocks.emplace_back(static_cast<uint8_t*>(::operator new[](block_bytes, kBlockAlign)));
   }
   const size_t slots = static_cast<size_t>(blocks * options_.block_size);
   if (h.positions.size() < slots) {
@@ -191,6 +191,7 @@ void KvCache::store(const ops::Context& ctx, int64_t layer, int64_t n_tokens, co
       kernels.quantize(k + t * row + g * d, key_row(layer, g, h.n + t), d);
       kernels.quantize(v + t * row + g * d, value_row(layer, g, h.n + t), d);
       h.positions[static_cast<size_t>(h.n + t)] = positions[t];
+      h.latest = std::max(h.latest, positions[t]);
       // A slot a compaction vacated may still hold an old entry's bias: new entries start unbiased.
       if (!h.bias.empty()) h.bias[static_cast<size_t>(h.n + t)] = 0.0f;
     }
@@ -222,6 +223,7 @@ void KvCache::attend(const ops::Context& ctx, int64_t layer, const ops::Attentio
     view.k_blocks = kp.data();
     view.v_blocks = vp.data();
     view.positions = h.positions.data();
+    view.max_position = h.latest;
     view.bias = h.bias.empty() ? nullptr : h.bias.data();
     view.n = h.n;
     view.indices = nullptr;

@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -169,11 +171,19 @@ class KvCache : public ops::KvMemory {
   void key_rewritten(int64_t layer, int64_t kv_head, int64_t j);
 
  private:
+  // Blocks start on a cache line, so a row whose size is a multiple of 64 bytes (f16 rows of head_dim 32k)
+  // spans whole lines: a sparse read that gathers rows at random fetches no line it does not use.
+  static constexpr std::align_val_t kBlockAlign{64};
+  struct FreeBlock {
+    void operator()(uint8_t* p) const { ::operator delete[](p, kBlockAlign); }
+  };
+  using Block = std::unique_ptr<uint8_t[], FreeBlock>;
   struct Head {
-    std::vector<std::unique_ptr<uint8_t[]>> k_blocks;  // [n_blocks] -> [block_size][row_bytes]
-    std::vector<std::unique_ptr<uint8_t[]>> v_blocks;
-    std::vector<int32_t> positions;  // [n_blocks * block_size], first n valid
-    std::vector<float> bias;         // empty, or like positions
+    std::vector<Block> k_blocks;  // [n_blocks] -> [block_size][row_bytes]
+    std::vector<Block> v_blocks;
+    std::vector<int32_t> positions;                        // [n_blocks * block_size], first n valid
+    int32_t latest = std::numeric_limits<int32_t>::min();  // no valid position is later (an upper bound)
+    std::vector<float> bias;                               // empty, or like positions
     int64_t n = 0;
   };
   Head& head(int64_t layer, int64_t kv_head) {

@@ -143,23 +143,20 @@ class HashSelector : public SparseSelector {
   void size_scores(HeadWork& w, int64_t units) const override {
     w.use_u32 = score_mode_ == HataScore::Hamming;
     w.max_score = static_cast<uint32_t>(model_.n_head / model_.n_head_kv * weights_.rbits);
-    w.ham.resize(static_cast<size_t>(units));
-    if (!w.use_u32) w.score.resize(static_cast<size_t>(units));
+    SparseSelector::size_scores(w, units);
   }
 
   void score(const KvCache& cache, int64_t layer, int64_t g, const float* q, int64_t group, int64_t u0,
              int64_t u1, HeadWork& w) const override {
     const Codes& c = codes_[static_cast<size_t>(layer * model_.n_head_kv + g)];
-    cpu::hamming_group(qcodes_.data() + g * group * words_, group, c.code.data() + u0 * words_, u1 - u0,
-                       words_, w.ham.data() + u0);
+    const uint64_t* qc = qcodes_.data() + g * group * words_;
     if (score_mode_ == HataScore::Norm) {
-      // (G - 2 sum_h ham_h / r) |k|: 1 - 2 ham / r tracks cos(q_h, k), so this tracks sum_h q_h.k / |q_h|.
-      const float inv_r = 1.0f / static_cast<float>(weights_.rbits);
-      const auto groups = static_cast<float>(group);
-      cpu::dequantize_row(DType::F16, c.norm.data() + u0, w.score.data() + u0, u1 - u0);
-      for (int64_t i = u0; i < u1; ++i)
-        w.score[static_cast<size_t>(i)] *=
-            groups - 2.0f * static_cast<float>(w.ham[static_cast<size_t>(i)]) * inv_r;
+      // r (G - 2 sum_h ham_h / r) |k|, the spec's score times r: 1 - 2 ham / r tracks cos(q_h, k), so this
+      // tracks sum_h q_h.k / |q_h|; one pass over codes and norms.
+      cpu::hamming_group_weighted(qc, group, c.code.data() + u0 * words_, c.norm.data() + u0, u1 - u0, words_,
+                                  static_cast<int32_t>(group * weights_.rbits), w.score.data() + u0);
+    } else {
+      cpu::hamming_group(qc, group, c.code.data() + u0 * words_, u1 - u0, words_, w.ham.data() + u0);
     }
   }
 

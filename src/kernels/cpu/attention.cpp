@@ -64,13 +64,15 @@ void softmax_scalar(const tiles::SoftmaxArgs& a) {
   for (int64_t r = 0; r < a.n_rows; ++r) {
     float* s = a.s + r * tiles::kKeyTile;
     float tile_max = kNegInf;
+    int32_t arg = -1;
     for (int64_t j = 0; j < a.n_keys; ++j) {
       float x = s[j] * a.scale;
       if (a.bias != nullptr) x += a.bias[j];
       if (a.key_pos != nullptr && a.key_pos[j] > a.row_limit[r]) x = kNegInf;
       s[j] = x;
-      tile_max = std::max(tile_max, x);
+      if (x > tile_max) tile_max = x, arg = static_cast<int32_t>(j);
     }
+    if (a.tile_max != nullptr) a.tile_max[r] = tile_max, a.tile_argmax[r] = arg;
     if (tile_max == kNegInf) {
       a.active[r] = 0;
       continue;
@@ -211,6 +213,8 @@ struct Scratch {
         s(static_cast<size_t>(plan.max_rows * tiles::kKeyTile)),
         alpha(static_cast<size_t>(plan.max_rows)),
         active(static_cast<size_t>(plan.max_rows)),
+        tile_max(static_cast<size_t>(plan.max_rows)),
+        tile_argmax(static_cast<size_t>(plan.max_rows)),
         segment(state_floats(plan.max_rows, plan.ld)),
         total(segment.size()) {}
 
@@ -221,6 +225,8 @@ struct Scratch {
   std::vector<float> s;     // [rows][kKeyTile] scores, then softmax weights
   std::vector<float> alpha;
   std::vector<uint8_t> active;
+  std::vector<float> tile_max;  // [rows] softmax's per-row maximum and its key, for argmax_last
+  std::vector<int32_t> tile_argmax;
   TileRefs refs[2];                       // the tile being computed and the next one
   std::vector<float> segment, total;      // State buffers
   int64_t loaded_g = -1, loaded_t0 = -1;  // the unit whose queries q holds
@@ -246,7 +252,8 @@ void load_queries(const Plan& plan, const Unit& u, Scratch& sc) {
   sc.loaded_t0 = u.t0;
 }
 
-void gather_tile(const Plan& plan, const KvHeadView& kv, int64_t i0, int64_t n_keys, TileRefs& t) {
+void gather_tile(const Plan& plan, const KvHeadView& kv, bool all_visible, int64_t i0, int64_t n_keys,
+                 TileRefs& t) {
   const int64_t block_size = plan.p.block_size;
   t.n_keys = n_keys;
   t.min_pos = std::numeric_limits<int32_t>::max();
@@ -262,7 +269,9 @@ void gather_tile(const Plan& plan, const KvHeadView& kv, int64_t i0, int64_t n_k
       ++block;
       row = 0;
     }
-    const int32_t pos = kv.positions[entry];
+    // When no entry can be in any row's future, the bound stands in for the position: nothing is hidden
+    // either way, and a sparse read does not pay a cache miss per entry for it.
+    const int32_t pos = all_visible ? kv.max_position : kv.positions[entry];
     t.key_pos[static_cast<size_t>(j)] = pos;
     t.entry[static_cast<size_t>(j)] = static_cast<int32_t>(entry);
     t.min_pos = std::min(t.min_pos, pos);
@@ -275,8 +284,10 @@ void gather_tile(const Plan& plan, const KvHeadView& kv, int64_t i0, int64_t n_k
   }
 }
 
-// Asks for the tile's K and V rows to be brought towards L2 while the current tile is computed: decode
-// reads every row once from memory, and without this the loads of each tile would wait on DRAM in turn.
+// Asks for the tile's K and V rows to be brought towards L2 while the current tile is computed. Only for a
+// sparse read, whose rows lie at random places: a dense read's rows follow each other, which the hardware
+// prefetchers track better than a burst of software prefetches does (decode at depth 32768 measured ~5%
+// faster without them, docs/hata.md).
 void prefetch_tile(const Plan& plan, const TileRefs& t) {
   for (int64_t j = 0; j < t.n_keys; ++j) {
     for (size_t off = 0; off < plan.row_bytes; off += 64) {
@@ -302,33 +313,19 @@ void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, Stat
   const int64_t end = std::min(plan.n_read(u.g), begin + kSegment);
   TileRefs* tile = &sc.refs[0];
   TileRefs* next = &sc.refs[1];
-  if (begin < end) gather_tile(plan, kv, begin, std::min(tiles::kKeyTile, end - begin), *tile);
+  const bool all_visible = kv.max_position <= sc.min_limit;
+  if (begin < end) gather_tile(plan, kv, all_visible, begin, std::min(tiles::kKeyTile, end - begin), *tile);
   for (int64_t i0 = begin; i0 < end; i0 += tiles::kKeyTile, std::swap(tile, next)) {
     const int64_t i1 = i0 + tiles::kKeyTile;
     if (i1 < end) {
-      gather_tile(plan, kv, i1, std::min(tiles::kKeyTile, end - i1), *next);
-      if (next->min_pos <= sc.max_limit) prefetch_tile(plan, *next);
+      gather_tile(plan, kv, all_visible, i1, std::min(tiles::kKeyTile, end - i1), *next);
+      if (kv.indices != nullptr && next->min_pos <= sc.max_limit) prefetch_tile(plan, *next);
     }
     if (tile->min_pos > sc.max_limit) continue;  // every key is in every row's future
     const int64_t n_keys = tile->n_keys;
 
     plan.kernels.convert(plan.type, tile->k_rows.data(), n_keys, plan.d, ld, sc.k.data());
     plan.kernels.dots(sc.q.data(), u.n_rows, sc.k.data(), n_keys, ld, sc.s.data());
-    if (best != nullptr) {
-      // The last token's logits, as softmax forms them, before softmax overwrites the scores. Entries come
-      // in ascending order, so a strictly larger logit keeps the lowest index on a tie.
-      const int64_t r0 = (p.n_tokens - 1 - u.t0) * plan.group;
-      for (int64_t h = 0; h < plan.group; ++h) {
-        const int64_t r = r0 + h;
-        const float* s = sc.s.data() + r * tiles::kKeyTile;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          if (tile->key_pos[static_cast<size_t>(j)] > sc.limit[static_cast<size_t>(r)]) continue;
-          float x = s[j] * p.scale;
-          if (kv.bias != nullptr) x += tile->bias[static_cast<size_t>(j)];
-          if (x > best[h].logit) best[h] = {x, tile->entry[static_cast<size_t>(j)]};
-        }
-      }
-    }
     tiles::SoftmaxArgs sm;
     sm.s = sc.s.data();
     sm.n_rows = u.n_rows;
@@ -342,7 +339,21 @@ void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, Stat
     sm.l = st.l;
     sm.alpha = sc.alpha.data();
     sm.active = sc.active.data();
+    if (best != nullptr) {
+      sm.tile_max = sc.tile_max.data();
+      sm.tile_argmax = sc.tile_argmax.data();
+    }
     plan.kernels.softmax(sm);
+    if (best != nullptr) {
+      // The last token's rows: tiles come in ascending entry order and a tile reports its lowest argmax, so
+      // a strictly larger logit keeps the lowest index on a tie.
+      const int64_t r0 = (p.n_tokens - 1 - u.t0) * plan.group;
+      for (int64_t h = 0; h < plan.group; ++h) {
+        const auto r = static_cast<size_t>(r0 + h);
+        if (sc.tile_max[r] > best[h].logit)
+          best[h] = {sc.tile_max[r], tile->entry[static_cast<size_t>(sc.tile_argmax[r])]};
+      }
+    }
     if (std::none_of(sc.active.begin(), sc.active.begin() + u.n_rows, [](uint8_t a) { return a != 0; }))
       continue;
     plan.kernels.convert(plan.type, tile->v_rows.data(), n_keys, plan.d, ld, sc.v.data());

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -36,6 +37,9 @@ struct KvHeadView {
   const int32_t* indices;          // [n_indices] the entries to read (sparse attention); null = all n
   int64_t n;
   int64_t n_indices;
+  // No entry's position is later than this (an upper bound; the default claims nothing). When every query
+  // row's position is at or past it, nothing can be masked and the positions are not read.
+  int32_t max_position = std::numeric_limits<int32_t>::max();
 };
 
 struct AttentionParams {

@@ -215,6 +215,16 @@ void softmax(const SoftmaxArgs& a) {
       vmax = _mm256_max_ps(vmax, x[b]);
     }
     const float tile_max = hmax(vmax);
+    if (a.tile_max != nullptr) {  // masked lanes hold -inf: no match unless the row sees nothing
+      int32_t arg = -1;
+      const __m256 target = _mm256_set1_ps(tile_max);
+      for (int64_t b = 0; b < n_vec && arg < 0; ++b) {
+        const auto eq = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x[b], target, _CMP_EQ_OQ)));
+        if (eq != 0) arg = static_cast<int32_t>(b * kW + __builtin_ctz(eq));
+      }
+      a.tile_max[r] = tile_max;
+      a.tile_argmax[r] = arg;
+    }
     if (tile_max == -__builtin_inff()) {
       a.active[r] = 0;
       continue;

@@ -235,6 +235,16 @@ void softmax(const SoftmaxArgs& a) {
       vmax = _mm512_max_ps(vmax, x[b]);
     }
     const float tile_max = hmax(vmax);
+    if (a.tile_max != nullptr) {  // masked lanes hold -inf: no match unless the row sees nothing
+      int32_t arg = -1;
+      const __m512 target = _mm512_set1_ps(tile_max);
+      for (int64_t b = 0; b < n_vec && arg < 0; ++b) {
+        const unsigned eq = _mm512_cmp_ps_mask(x[b], target, _CMP_EQ_OQ);
+        if (eq != 0) arg = static_cast<int32_t>(b * kW + __builtin_ctz(eq));
+      }
+      a.tile_max[r] = tile_max;
+      a.tile_argmax[r] = arg;
+    }
     if (tile_max == -__builtin_inff()) {
       a.active[r] = 0;
       continue;

@@ -37,6 +37,10 @@ struct SoftmaxArgs {
   float* l;                  // [n_rows] running sum of exp(logit - m), updated
   float* alpha;              // [n_rows] out: factor the running output must be scaled by
   uint8_t* active;           // [n_rows] out: 0 when no key of the tile is visible to the row (row untouched)
+  // Optional, [n_rows] out (null: not wanted): the row's largest logit in the tile (-inf when inactive) and
+  // the lowest key j whose logit equals it, logits as formed above.
+  float* tile_max = nullptr;
+  int32_t* tile_argmax = nullptr;
 };
 
 struct AccumulateArgs {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "kernels/cpu/isa.h"
 
 namespace ariadne::cpu {
@@ -52,6 +53,18 @@ void hamming_group_scalar(const uint64_t* q, int64_t n_q, const uint64_t* k, int
   }
 }
 
+void hamming_group_weighted_scalar(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm,
+                                   int64_t n, int64_t words, int32_t full, float* out) {
+  constexpr int64_t kChunk = 256;
+  uint32_t sum[kChunk];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    hamming_group_scalar(q, n_q, k + i0 * words, m, words, sum);
+    for (int64_t i = 0; i < m; ++i)
+      out[i0 + i] = f16_to_f32(norm[i0 + i]) * static_cast<float>(full - 2 * static_cast<int32_t>(sum[i]));
+  }
+}
+
 bool hamming_uses_vpopcntdq() {
 #if defined(__x86_64__) && defined(ARIADNE_HAVE_X86_KERNELS)
   static const bool cpu_has = [] {
@@ -73,6 +86,17 @@ void hamming_group(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n,
   }
 #endif
   hamming_group_scalar(q, n_q, k, n, words, out);
+}
+
+void hamming_group_weighted(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm,
+                            int64_t n, int64_t words, int32_t full, float* out) {
+#if defined(__x86_64__) && defined(ARIADNE_HAVE_X86_KERNELS)
+  if (hamming_uses_vpopcntdq() && (words == 1 || words == 2 || words == 4)) {
+    hamming_avx512::group_weighted(q, n_q, k, norm, n, words, full, out);
+    return;
+  }
+#endif
+  hamming_group_weighted_scalar(q, n_q, k, norm, n, words, full, out);
 }
 
 }  // namespace ariadne::cpu

@@ -25,12 +25,23 @@ void hamming_group(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n,
 void hamming_group_scalar(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n, int64_t words,
                           uint32_t* out);
 
+// HATA's norm-mode score scaled by r (same order as the spec's (G - 2 sum/r) |k|, and exact to form):
+// out[i] = f16(norm[i]) * float(full - 2 * sum_i), with sum_i as hamming_group computes it and full = G * r
+// (every value of full - 2 sum_i is an integer of magnitude below 2^24, so only the product rounds).
+void hamming_group_weighted(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm,
+                            int64_t n, int64_t words, int32_t full, float* out);
+void hamming_group_weighted_scalar(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm,
+                                   int64_t n, int64_t words, int32_t full, float* out);
+
 // Whether hamming_group takes the AVX-512 VPOPCNTDQ path on this CPU (and build, and active_isa()).
 bool hamming_uses_vpopcntdq();
 
 namespace hamming_avx512 {
 // hamming_avx512.cpp (x86-64 builds only); words must be 1, 2 or 4 or a multiple of 8.
 void group(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n, int64_t words, uint32_t* out);
+// hamming_group_weighted; words must be 1, 2 or 4.
+void group_weighted(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm, int64_t n,
+                    int64_t words, int32_t full, float* out);
 }  // namespace hamming_avx512
 
 }  // namespace ariadne::cpu

@@ -29,6 +29,22 @@ void store8(__m512i sums, uint32_t* out) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi64_epi32(sums));
 }
 
+// norm * float(full - 2 sum) for eight keys (hamming_group_weighted).
+__m256 weigh8(__m512i sums, const uint16_t* norm, __m256i full) {
+  const __m256i t = _mm256_sub_epi32(full, _mm256_slli_epi32(_mm512_cvtepi64_epi32(sums), 1));
+  const __m256 nv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(norm)));
+  return _mm256_mul_ps(nv, _mm256_cvtepi32_ps(t));
+}
+
+// The lines 4 KiB ahead of key block i are asked for into L2: a decode step reads each head's codes once,
+// from memory, and one core needs more misses in flight than its loads alone keep.
+constexpr int64_t kAhead = 4096 / sizeof(uint64_t);
+void prefetch_ahead(const uint64_t* ki, int64_t i, int64_t n, int64_t words) {
+  if (i * words + kAhead < n * words)
+    for (int64_t w = 0; w < 8 * words; w += 8)
+      _mm_prefetch(reinterpret_cast<const char*>(ki + kAhead + w), _MM_HINT_T1);
+}
+
 // Eight keys k[0..8) of `words` words each (1, 2 or 4).
 __m512i block8(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t words) {
   if (words == 1) {
@@ -82,15 +98,10 @@ void group(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n, int64_t
     }
     return;
   }
-  // A decode step reads each head's codes once, from memory: the lines 4 KiB ahead are asked for into L2
-  // (as the weight kernels do), so that one core keeps enough misses in flight.
-  constexpr int64_t kAhead = 4096 / sizeof(uint64_t);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const uint64_t* ki = k + i * words;
-    if (i * words + kAhead < n * words)
-      for (int64_t w = 0; w < 8 * words; w += 8)
-        _mm_prefetch(reinterpret_cast<const char*>(ki + kAhead + w), _MM_HINT_T1);
+    prefetch_ahead(ki, i, n, words);
     store8(block8(q, n_q, ki, words), out + i);
   }
   if (i < n) {  // the last keys, zero-padded to a block of eight
@@ -99,6 +110,26 @@ void group(const uint64_t* q, int64_t n_q, const uint64_t* k, int64_t n, int64_t
     std::memcpy(tail, k + i * words, static_cast<size_t>((n - i) * words) * sizeof(uint64_t));
     store8(block8(q, n_q, tail, words), sums);
     std::memcpy(out + i, sums, static_cast<size_t>(n - i) * sizeof(uint32_t));
+  }
+}
+
+void group_weighted(const uint64_t* q, int64_t n_q, const uint64_t* k, const uint16_t* norm, int64_t n,
+                    int64_t words, int32_t full, float* out) {
+  const __m256i fv = _mm256_set1_epi32(full);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t* ki = k + i * words;
+    prefetch_ahead(ki, i, n, words);
+    _mm256_storeu_ps(out + i, weigh8(block8(q, n_q, ki, words), norm + i, fv));
+  }
+  if (i < n) {  // the last keys, zero-padded to a block of eight
+    uint64_t tail[32] = {};
+    uint16_t tail_norm[8] = {};
+    float res[8];
+    std::memcpy(tail, k + i * words, static_cast<size_t>((n - i) * words) * sizeof(uint64_t));
+    std::memcpy(tail_norm, norm + i, static_cast<size_t>(n - i) * sizeof(uint16_t));
+    _mm256_storeu_ps(res, weigh8(block8(q, n_q, tail, words), tail_norm, fv));
+    std::memcpy(out + i, res, static_cast<size_t>(n - i) * sizeof(float));
   }
 }
 
