@@ -262,7 +262,17 @@ TEST_F(BenchCliTest, AttentionMethodsTimedSideBySide) {
   EXPECT_NE(table.out.find("tg2 @ d8 [dense]"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("tg2 @ d8 [quest]"), std::string::npos) << table.out;
 
-  for (const char* bad : {"dense,dense", "dense,", "dense,nope"}) {
+  // One fill, the random hash at two code lengths.
+  const BenchRun bits = run_cli("bench -m " + model() +
+                                " -p 0 -n 2 -d 40 -r 1 --attn hash-random,hash-random@64 --topk 1/4 --json");
+  ASSERT_EQ(bits.exit_code, 0) << bits.out;
+  const auto jb = nlohmann::json::parse(bits.out);
+  ASSERT_EQ(jb.size(), 2u);
+  EXPECT_EQ(jb[1]["attn"], "hash-random@64");
+  EXPECT_GT(jb[1]["attention"]["sparse_heads"].get<int64_t>(), 0);
+
+  for (const char* bad : {"dense,dense", "dense,", "dense,nope", "dense,quest@64", "hash-random@6x",
+                          "hash-random@96", "hash-random@"}) {
     const BenchRun b = run_cli("bench -m " + model() + " -p 0 -n 2 -r 1 --attn " + bad);
     EXPECT_EQ(b.exit_code, 1) << bad << ": " << b.out;
     EXPECT_NE(b.out.find("--attn"), std::string::npos) << b.out;

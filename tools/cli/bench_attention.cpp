@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -17,6 +19,24 @@ BenchAttention::BenchAttention(const AttentionFlags& flags, const std::string& m
     : method_(method) {
   AttentionFlags f = flags;
   f.method = method;
+  // hash-random@BITS: the random hash at that code length, beside others on the same fill.
+  if (const size_t at = method.find('@'); at != std::string::npos) {
+    f.method = method.substr(0, at);
+    const std::string bits = method.substr(at + 1);
+    if (f.method != "hash-random")
+      fail("--attn: '{}': only hash-random takes @BITS (hata's code length is its sidecar's)", method);
+    try {
+      size_t used = 0;
+      f.hash_bits = std::stoll(bits, &used);
+      if (used != bits.size() || f.hash_bits < 64 || f.hash_bits > 4096 || f.hash_bits % 64 != 0)
+        throw std::invalid_argument(bits);
+    } catch (const std::exception&) {
+      fail(
+          "--attn: '{}': expected hash-random@BITS with BITS a multiple of 64 in [64, 4096], e.g. "
+          "hash-random@64",
+          method);
+    }
+  }
   // A dense variant beside sparse ones ignores their flags; dense alone refuses them as run does.
   if (method != "dense" || flags.method == "dense")
     selector_ = make_sparse_selector(attention_config(f), source);
