@@ -284,17 +284,29 @@ void gather_tile(const Plan& plan, const KvHeadView& kv, bool all_visible, int64
   }
 }
 
-// Asks for the tile's K and V rows to be brought towards L2 while the current tile is computed. Only for a
-// sparse read, whose rows lie at random places: a dense read's rows follow each other, which the hardware
-// prefetchers track better than a burst of software prefetches does (decode at depth 32768 measured ~5%
-// faster without them, docs/hata.md).
-void prefetch_tile(const Plan& plan, const TileRefs& t) {
-  for (int64_t j = 0; j < t.n_keys; ++j) {
-    for (size_t off = 0; off < plan.row_bytes; off += 64) {
-      __builtin_prefetch(t.k_rows[static_cast<size_t>(j)] + off, 0, 2);
-      __builtin_prefetch(t.v_rows[static_cast<size_t>(j)] + off, 0, 2);
-    }
+// Converts a tile's rows to f32 (convert) eight at a time, asking between them for the next tile's rows
+// (next, null when there is none to read) to be brought towards L2: the requests are spread over the work
+// instead of issued in a burst, and a decode step, which reads every row once from memory, keeps misses in
+// flight while it computes (measured at depth 32768 against no prefetching and against one burst per tile:
+// dense and sparse reads both ~5% faster, docs/hata.md). The split does not change a value.
+void convert_ahead(const Plan& plan, const std::vector<const uint8_t*>& rows, int64_t n,
+                   const std::vector<const uint8_t*>* next, int64_t n_next, float* dst) {
+  if (next == nullptr) {
+    plan.kernels.convert(plan.type, rows.data(), n, plan.d, plan.ld, dst);
+    return;
   }
+  auto prefetch = [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      for (size_t off = 0; off < plan.row_bytes; off += 64)
+        __builtin_prefetch((*next)[static_cast<size_t>(j)] + off, 0, 2);
+  };
+  constexpr int64_t kStep = 8;
+  for (int64_t c = 0; c < n; c += kStep) {
+    prefetch(c, std::min(c + kStep, n_next));
+    plan.kernels.convert(plan.type, rows.data() + c, std::min(kStep, n - c), plan.d, plan.ld,
+                         dst + c * plan.ld);
+  }
+  prefetch(n, n_next);
 }
 
 // The state of the unit's rows over segment `seg` alone: tile after tile of kKeyTile entries, each an
@@ -319,12 +331,13 @@ void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, Stat
     const int64_t i1 = i0 + tiles::kKeyTile;
     if (i1 < end) {
       gather_tile(plan, kv, all_visible, i1, std::min(tiles::kKeyTile, end - i1), *next);
-      if (kv.indices != nullptr && next->min_pos <= sc.max_limit) prefetch_tile(plan, *next);
     }
-    if (tile->min_pos > sc.max_limit) continue;  // every key is in every row's future
+    const bool ahead = i1 < end && next->min_pos <= sc.max_limit;  // the next tile will be read
+    if (tile->min_pos > sc.max_limit) continue;                    // every key is in every row's future
     const int64_t n_keys = tile->n_keys;
 
-    plan.kernels.convert(plan.type, tile->k_rows.data(), n_keys, plan.d, ld, sc.k.data());
+    convert_ahead(plan, tile->k_rows, n_keys, ahead ? &next->k_rows : nullptr, ahead ? next->n_keys : 0,
+                  sc.k.data());
     plan.kernels.dots(sc.q.data(), u.n_rows, sc.k.data(), n_keys, ld, sc.s.data());
     tiles::SoftmaxArgs sm;
     sm.s = sc.s.data();
@@ -356,7 +369,8 @@ void run_segment(const Plan& plan, const Unit& u, int64_t seg, Scratch& sc, Stat
     }
     if (std::none_of(sc.active.begin(), sc.active.begin() + u.n_rows, [](uint8_t a) { return a != 0; }))
       continue;
-    plan.kernels.convert(plan.type, tile->v_rows.data(), n_keys, plan.d, ld, sc.v.data());
+    convert_ahead(plan, tile->v_rows, n_keys, ahead ? &next->v_rows : nullptr, ahead ? next->n_keys : 0,
+                  sc.v.data());
     tiles::AccumulateArgs ac;
     ac.p = sc.s.data();
     ac.n_rows = u.n_rows;
