@@ -380,6 +380,9 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_flag("--json", o->json, "Print one JSON array with a record per test");
   add_kv_policy_flags(cmd, o->kv);
   add_attention_flags(cmd, o->attn);
+  cmd->get_option("--attn")->description(
+      "Decode attention: dense or one of the top-k methods; a comma list (dense,hata) times each on the same "
+      "filled depth; hash-random@BITS is the random hash at that code length");
   cmd->add_flag(
       "--attn-only", o->attn_only,
       "Time one layer's decode attention alone at each depth (-d), dense against --attn, split into "
