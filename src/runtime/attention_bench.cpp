@@ -36,7 +36,6 @@ class CacheEvictor {
     });
     sink_ += std::accumulate(sums.begin(), sums.end(), uint64_t{0});
   }
-  size_t bytes() const { return bytes_; }
 
  private:
   size_t bytes_ = 0;
