@@ -2,7 +2,8 @@
 # Side-by-side speed and memory of `ariadne bench` and llama.cpp's `llama-bench` on the same GGUF files
 # (issue 5). Each configuration runs in both engines back to back (Ariadne first, then llama.cpp), so the
 # two see the same machine load; each process runs under /usr/bin/time for its peak resident memory.
-# Writes one JSON file per run into OUT and prints the combined table (bench/compare.py).
+# Writes one JSON file per run into OUT and prints the combined table (bench/compare.py); llama-bench's
+# progress (the depth fill, each run) goes to OUT/TAG.llama.log.
 #
 #   LLAMA_BENCH=/work/llama.cpp/build/bin/llama-bench bench/vs_llamacpp.sh MODEL.gguf [MODEL.gguf ...]
 #
@@ -34,7 +35,7 @@ for model in "$@"; do
       --cache-type "$cache" --json > "$out/$tag.ariadne.json"
     /usr/bin/time -f '%M' -o "$out/$tag.llama.maxrss" \
       "$llama" -m "$model" -t "$threads" -p "$prompt" -n "$gen" -d "$d" -r "$reps" \
-      -ctk "$cache" -ctv "$cache" -o json > "$out/$tag.llama.json" 2> "$out/$tag.llama.log"
+      -ctk "$cache" -ctv "$cache" --progress -o json > "$out/$tag.llama.json" 2> "$out/$tag.llama.log"
   done
 done
 python3 bench/compare.py "$out"
