@@ -40,11 +40,22 @@ struct Q8Block {
 };
 static_assert(sizeof(Q8Block) == 40, "Q8Block must stay packed");
 
+// Two consecutive Q8Blocks of one token as the AVX-512 Q8_0 decode kernel reads them (matmul.cpp builds
+// them once per call): the quants of blocks 2i and 2i+1; the start of each block's integer dot product,
+// -128 x the block's sum (the Q8_0 kernels read a weight as the unsigned w + 128), in lanes 0 and 8; each
+// block's scale in the 8 lanes of its half. A missing last block is zeros.
+struct Q8Pair {
+  int8_t q[64];
+  int32_t start[16];
+  float d[16];
+};
+static_assert(sizeof(Q8Pair) == 192, "Q8Pair must stay packed");
+
 struct Tile {
   const uint8_t* w;  // first weight row (packed type, may be unaligned)
   size_t w_stride;   // bytes between weight rows
   int rows;          // 1..kMaxRows (float weights: 1..kMaxFloatRows)
-  const void* x;     // first token: f32 [n] or Q8Block [n/32]
+  const void* x;     // first token: f32 [n], Q8Block [n/32] or Q8Pair [ceil(n/64)]
   size_t x_stride;   // bytes between tokens
   int cols;          // 1..kMaxCols (float weights: 1..kMaxFloatCols)
   int64_t n;         // row length in values (a multiple of the weight type's block)
@@ -95,6 +106,7 @@ struct Kernels {
   TileFn q6_k;
   void (*quantize_q8)(const float* x, Q8Block* out, int64_t n);  // n a multiple of 32
   PackedTileFn q4_0_packed;                                      // w packed Q4_0 (above), x Q8OffsetBlock
+  TileFn q8_0_pairs;  // w Q8_0, x Q8Pair, one token (cols = 1); null: q8_0 with Q8Blocks
 };
 
 const Kernels& scalar_kernels();

@@ -255,7 +255,8 @@ const Kernels& avx2_kernels() {
                                dispatch<Q4_KK>,
                                dispatch<Q6_KK>,
                                quantize_q8,
-                               q4_0_packed};
+                               q4_0_packed,
+                               nullptr};
   return kernels;
 }
 

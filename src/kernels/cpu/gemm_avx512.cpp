@@ -236,6 +236,47 @@ void wide_tile(const Tile& t) {
     for (int c = 0; c < C; ++c) t.y[c * t.y_stride + r] = hsum(acc[r][c]);
 }
 
+// Q8_0 for one token from Q8Pairs (gemm.h): wide_tile<R, 1, false>'s operations on the same values in the
+// same order, so the results are the same bits, but the token's side of each step (its 64 quants, the
+// offset's start, its scales) is three loads instead of being assembled from two Q8Blocks in every row.
+// Decode reads every weight once and is bound by memory and by the instructions between the loads.
+template <int R>
+void q8_0_pairs_tile(const Tile& t) {
+  constexpr size_t kBytes = 34;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const auto* x = static_cast<const Q8Pair*>(t.x);
+  const int64_t nb = t.n / 32;
+  auto weights = [](const uint8_t* block) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
+  };
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool pair = b + 1 < nb;
+    const Q8Pair& xp = x[b / 2];
+    const __m512i q = _mm512_loadu_si512(xp.q);
+    const __m512i start = _mm512_loadu_si512(xp.start);
+    const __m512 dx = _mm512_loadu_ps(xp.d);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = row(t, r) + b * kBytes;
+      prefetch(block);
+      _mm_prefetch(reinterpret_cast<const char*>(block + kDecodeFar), _MM_HINT_T1);
+      const __m512i wq = join(weights(block), pair ? weights(block + kBytes) : _mm256_setzero_si256());
+      const __m512 dw = join(load_f16(block), pair ? load_f16(block + kBytes) : 0.0f);
+      const __m512i dot = _mm512_dpbusd_epi32(start, wq, q);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) t.y[r] = hsum(acc[r]);
+}
+
+void q8_0_pairs(const Tile& t) {
+  static_assert(kMaxRows == 4, "one kernel per tile height");
+  static constexpr TileFn kByRows[kMaxRows] = {q8_0_pairs_tile<1>, q8_0_pairs_tile<2>, q8_0_pairs_tile<3>,
+                                               q8_0_pairs_tile<4>};
+  kByRows[t.rows - 1](t);
+}
+
 template <int R, int C>
 struct Q8_0Wide {
   static void run(const Tile& t) { wide_tile<R, C, false>(t); }
@@ -335,7 +376,8 @@ const Kernels& avx512_kernels() {
                                dispatch<Q4_KK>,
                                dispatch<Q6_KK>,
                                quantize_q8,
-                               q4_0_packed};
+                               q4_0_packed,
+                               q8_0_pairs};
   return kernels;
 }
 

@@ -205,7 +205,8 @@ const Kernels& scalar_kernels() {
                                tile_q4_k,
                                tile_q6_k,
                                quantize_q8,
-                               tile_q4_0_packed};
+                               tile_q4_0_packed,
+                               nullptr};
   return kernels;
 }
 

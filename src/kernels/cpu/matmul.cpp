@@ -127,6 +127,20 @@ int64_t chunk_rows(size_t row_size, int64_t n_rows, int64_t n_tokens, int n_thre
   return std::max<int64_t>(tile_rows, rows / tile_rows * tile_rows);
 }
 
+// One token's Q8 blocks as the pairs the Q8_0 decode kernel reads (gemm.h Q8Pair).
+std::vector<gemm::Q8Pair> pair_blocks(const gemm::Q8Block* blocks, int64_t n_blocks) {
+  std::vector<gemm::Q8Pair> pairs(static_cast<size_t>((n_blocks + 1) / 2));  // zeros: a missing last block
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    const gemm::Q8Block& b = blocks[i];
+    gemm::Q8Pair& p = pairs[static_cast<size_t>(i / 2)];
+    const int64_t half = i % 2;
+    std::memcpy(p.q + 32 * half, b.q, sizeof(b.q));
+    p.start[8 * half] = -128 * (b.sum[0] + b.sum[1]);
+    std::fill(p.d + 8 * half, p.d + 8 * half + 8, b.d);
+  }
+  return pairs;
+}
+
 // Every token's activations rounded to Q8 blocks, [n_tokens][n_in / 32].
 std::vector<gemm::Q8Block> quantize_tokens(const MatmulParams& p, ThreadPool& pool) {
   const int64_t blocks = p.n_in / 32;
@@ -252,6 +266,15 @@ void matmul(const MatmulParams& p, ThreadPool& pool) {
     sweep.fn = pick(p.w_type);
     sweep.x = xq.data();
     sweep.x_stride = static_cast<size_t>(n_in / 32) * sizeof(gemm::Q8Block);
+    // One token and Q8_0 weights: the level's pair kernel, if it has one, reads the token as Q8Pairs.
+    std::vector<gemm::Q8Pair> pairs;
+    const gemm::TileFn pair_fn = level_kernels(active_isa()).q8_0_pairs;
+    if (p.n_tokens == 1 && p.w_type == DType::Q8_0 && pair_fn != nullptr) {
+      pairs = pair_blocks(xq.data(), n_in / 32);
+      sweep.fn = pair_fn;
+      sweep.x = pairs.data();
+      sweep.x_stride = pairs.size() * sizeof(gemm::Q8Pair);
+    }
     const int64_t panel = chunk_rows(row_bytes(p.w_type, n_in), p.n_out, p.n_tokens, pool.size());
     pool.parallel_chunks(p.n_out, panel, [&](int64_t begin, int64_t end) {
       sweep.panel(row_ptr(p.w, p.w_row_stride, begin), p.w_row_stride, begin, end - begin);
