@@ -625,6 +625,43 @@ TEST(HataGqa, GroupSharesOneIndexSet) {
   }
 }
 
+// One thread scores and chooses alone; two and three threads share the scoring and the choices (three do not
+// divide the four heads evenly). The chosen entries are the same.
+TEST(HataGqa, EveryThreadCountChoosesTheSameEntries) {
+  RandomCache rc(1, 16, 4, 32, 3000, 21);  // 4 KV heads x 3000 entries: past the serial threshold
+  ModelSource src;
+  src.config = rc.model;
+  const auto q = gaussian(16 * 32, 22);
+  const int32_t pos = 3000;
+  for (const std::string method : {"hash-random", "exact-topk", "quest"}) {
+    std::vector<std::vector<int32_t>> first;
+    for (const int threads : {1, 2, 3}) {
+      auto selector = make_sparse_selector(config(method, 1.0 / 16), src);
+      ThreadPool pool(threads);
+      ops::Context ctx{pool, {}};
+      std::vector<float> out(q.size());
+      const ops::AttentionQuery query{q.data(), &pos, 1, 16, 1.0f / std::sqrt(32.0f), out.data()};
+      selector->begin_select(ctx, *rc.cache, 0, query);
+      std::vector<std::vector<int32_t>> chosen(4);
+      for (int64_t g = 0; g < 4; ++g) {
+        ASSERT_TRUE(
+            selector->select(*rc.cache, 0, g, q.data() + g * 4 * 32, 4, chosen[static_cast<size_t>(g)]))
+            << method;
+        if (method != "quest") {                                             // quest reads whole pages
+          EXPECT_EQ(chosen[static_cast<size_t>(g)].size(), 188u) << method;  // ceil(3000 / 16)
+        }
+      }
+      EXPECT_GT(selector->stats().score_seconds, 0.0) << method;
+      EXPECT_GT(selector->stats().select_seconds, 0.0) << method;
+      if (first.empty()) {
+        first = chosen;
+      } else {
+        EXPECT_EQ(chosen, first) << method << " with " << threads << " threads";
+      }
+    }
+  }
+}
+
 // ---- [ours] following the most attended entry ------------------------------------------------------------
 
 // The kernel's argmax_last: per query head of the last token, the entry of largest logit among those it
