@@ -186,6 +186,24 @@ inline __m512 join(float lo, float hi) {
   return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
 }
 
+// Blocks b and b + 1 of a Q4_0 or Q8_0 row for one 512-bit step: their weights as unsigned bytes (Q4_0's
+// nibbles; Q8_0's w + 128, the sign bit flipped) and their scales, each over its half. No block b + 1
+// (pair false): that half is zeros.
+template <bool kQ4>
+[[gnu::always_inline]] inline void weight_pair(const uint8_t* block, bool pair, __m512i& wq, __m512& dw) {
+  constexpr size_t kBytes = kQ4 ? 18 : 34;
+  auto weights = [](const uint8_t* b) {
+    if constexpr (kQ4) {
+      return unpack_nibbles(b + 2);
+    } else {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+      return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
+    }
+  };
+  wq = join(weights(block), pair ? weights(block + kBytes) : _mm256_setzero_si256());
+  dw = join(load_f16(block), pair ? load_f16(block + kBytes) : 0.0f);
+}
+
 template <int R, int C, bool kQ4>
 void wide_tile(const Tile& t) {
   constexpr size_t kBytes = kQ4 ? 18 : 34;
@@ -196,14 +214,6 @@ void wide_tile(const Tile& t) {
   const Q8Block* x[C];
   for (int c = 0; c < C; ++c) x[c] = token<Q8Block>(t, c);
   const int64_t nb = t.n / 32;
-  auto weights = [](const uint8_t* block) {
-    if constexpr (kQ4) {
-      return unpack_nibbles(block + 2);
-    } else {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-      return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
-    }
-  };
   auto xq = [](const Q8Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)); };
   for (int64_t b = 0; b < nb; b += 2) {
     const bool pair = b + 1 < nb;
@@ -214,9 +224,7 @@ void wide_tile(const Tile& t) {
       prefetch(block);
       // One token: memory-bound like the float decode above, so the line is also asked into L2 further ahead.
       if constexpr (C == 1) _mm_prefetch(reinterpret_cast<const char*>(block + kDecodeFar), _MM_HINT_T1);
-      const __m256i lo = weights(block);
-      wq[r] = join(lo, pair ? weights(block + kBytes) : _mm256_setzero_si256());
-      dw[r] = join(load_f16(block), pair ? load_f16(block + kBytes) : 0.0f);
+      weight_pair<kQ4>(block, pair, wq[r], dw[r]);
     }
     for (int c = 0; c < C; ++c) {
       const Q8Block& x0 = x[c][b];
@@ -247,10 +255,6 @@ void q8_0_pairs_tile(const Tile& t) {
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   const auto* x = static_cast<const Q8Pair*>(t.x);
   const int64_t nb = t.n / 32;
-  auto weights = [](const uint8_t* block) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-    return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
-  };
   for (int64_t b = 0; b < nb; b += 2) {
     const bool pair = b + 1 < nb;
     const Q8Pair& xp = x[b / 2];
@@ -261,8 +265,9 @@ void q8_0_pairs_tile(const Tile& t) {
       const uint8_t* block = row(t, r) + b * kBytes;
       prefetch(block);
       _mm_prefetch(reinterpret_cast<const char*>(block + kDecodeFar), _MM_HINT_T1);
-      const __m512i wq = join(weights(block), pair ? weights(block + kBytes) : _mm256_setzero_si256());
-      const __m512 dw = join(load_f16(block), pair ? load_f16(block + kBytes) : 0.0f);
+      __m512i wq;
+      __m512 dw;
+      weight_pair<false>(block, pair, wq, dw);
       const __m512i dot = _mm512_dpbusd_epi32(start, wq, q);
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc[r]);
     }
