@@ -920,6 +920,22 @@ TEST_F(ChelseaModel, CalibrationFindsTheWorstHeadsAndTheSidecarRoundTrips) {
   sc.fingerprint = "fnv1a64:0000000000000000";
   write_chelsea_sidecar(path, sc);
   EXPECT_THROW(load_chelsea_outliers(*source, 0.25, path), Error) << "another checkpoint: refused";
+  // Malformed tables are refused by name, before any arithmetic on their sizes.
+  auto refusal = [&](const ChelseaSidecar& bad) {
+    write_chelsea_sidecar(path, bad);
+    try {
+      read_chelsea_sidecar(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  ChelseaSidecar bad = sc;
+  bad.head_errors.pop_back();
+  EXPECT_NE(refusal(bad).find("chelsea.head_errors has 7 values"), std::string::npos) << refusal(bad);
+  bad = sc;
+  bad.n_layer = bad.n_head_kv = 4000000000;  // the product overflows 64 bits
+  EXPECT_NE(refusal(bad).find("chelsea.n_layer 4000000000"), std::string::npos) << refusal(bad);
   EXPECT_EQ(chelsea_sidecar_path("/m/model.gguf"), "/m/model.gguf.chelsea.gguf");
   EXPECT_EQ(chelsea_sidecar_path("/m/hf/"), "/m/hf.chelsea.gguf");
   EXPECT_EQ(chelsea_sidecar_path("/m/hf/config.json"), "/m/hf.chelsea.gguf");

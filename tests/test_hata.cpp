@@ -23,6 +23,7 @@
 #include "core/half.h"
 #include "core/sha256.h"
 #include "core/thread_pool.h"
+#include "formats/gguf.h"
 #include "formats/model_source.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/hamming.h"
@@ -1037,6 +1038,20 @@ TEST_F(HataSynthetic, SidecarRoundTripAndRefusal) {
   }
   EXPECT_NO_THROW(check_hata_weights(r, *source, path));
   EXPECT_EQ(hata_sidecar_path(model()), dir_->file("tiny.hata.gguf"));
+  {
+    // From bytes in memory (what the fuzz target reads): the same weights, errors named after the buffer.
+    const std::vector<uint8_t> bytes = test::read_bytes(path);
+    const HataWeights m = read_hata_sidecar(GgufFile(bytes.data(), bytes.size(), "in-memory"));
+    EXPECT_EQ(m.layers, r.layers);
+    EXPECT_EQ(m.w, r.w);
+    std::vector<uint8_t> cut(bytes.begin(), bytes.end() - 4);
+    try {
+      read_hata_sidecar(GgufFile(cut.data(), cut.size(), "in-memory"));
+      FAIL() << "a truncated sidecar was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("in-memory"), std::string::npos) << e.what();
+    }
+  }
 
   // Another checkpoint of the same shape: one K weight changed.
   {

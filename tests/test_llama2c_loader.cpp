@@ -219,6 +219,31 @@ TEST(Llama2cLoader, UnsharedClassifier) {
   EXPECT_EQ(view_float(src->get("output_norm.weight"), 0), static_cast<float>(rms_final));
 }
 
+TEST(Llama2cLoader, BytesInMemoryGiveTheFilesViews) {
+  // dim 4, hidden 6, 1 layer, 2 heads of 2, 1 kv head, vocab 5 shared, seq_len 2 (the fuzz seed's shape).
+  const size_t n = 5 * 4 + (2 * 4 + 2 * 16 + 2 * 2 * 4 + 3 * 6 * 4) + 4 + 2 * 2;
+  const std::vector<uint8_t> bytes = synthetic({4, 6, 1, 2, 1, 5, 2}, n);
+  TempDir dir;
+  const std::string path = dir.file("tiny.bin");
+  write_file_bytes(path, bytes);
+  const auto from_file = load_llama2c_model(path);
+  std::vector<float> aligned(bytes.size() / 4);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  const auto* base = reinterpret_cast<const uint8_t*>(aligned.data());
+  const auto from_bytes = parse_llama2c_model(base, bytes.size(), "in-memory");
+  EXPECT_EQ(from_bytes->config.head_dim, 2);
+  ASSERT_EQ(from_bytes->tensors.size(), from_file->tensors.size());
+  for (const auto& [name, t] : from_file->tensors) {
+    const TensorView& m = from_bytes->get(name);
+    EXPECT_EQ(m.shape, t.shape) << name;
+    EXPECT_EQ(m.nbytes, t.nbytes) << name;
+    // Float k of the file is k: equal bytes are equal offsets.
+    EXPECT_EQ(std::memcmp(m.data, t.data, t.nbytes), 0) << name;
+    EXPECT_TRUE(m.data >= base && m.data + m.nbytes <= base + bytes.size()) << name;
+  }
+  EXPECT_CONTAINS(error_of([&] { parse_llama2c_model(base, bytes.size() - 4, "in-memory"); }), "in-memory");
+}
+
 TEST(Llama2cLoader, TruncatedOrPaddedFile) {
   REQUIRE_FIXTURE("stories260K");
   const auto raw = read_bytes(fixture("stories260K"));

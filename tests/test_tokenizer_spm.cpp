@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -486,6 +487,18 @@ TEST(Llama2cVocab, BadFilesNameTheFile) {
       {0, "<unk>"}, {0, "\n<s>\n"}, {0, "\n</s>\n"}, {0, "a"}, {-1, " a"}};
   write_llama2c(path, 7, toks);
   EXPECT_EQ(vocab_from_llama2c(path, 5).size(), 5);
+  {
+    // From bytes in memory (the fuzz target's entry): the same vocabulary, errors named after the buffer.
+    const std::vector<uint8_t> bytes = test::read_bytes(path);
+    EXPECT_EQ(vocab_from_llama2c(std::span<const uint8_t>(bytes), "in-memory", 5).tokens,
+              vocab_from_llama2c(path, 5).tokens);
+    try {
+      vocab_from_llama2c(std::span<const uint8_t>(bytes), "in-memory", 6);
+      ADD_FAILURE() << "a count mismatch was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("in-memory"), std::string::npos) << e.what();
+    }
+  }
   auto expect_error = [&](int32_t n_vocab, const std::string& fragment) {
     try {
       vocab_from_llama2c(path, n_vocab);

@@ -107,10 +107,16 @@ bool looks_like_llama2c(const uint8_t* data, size_t size) {
 
 std::unique_ptr<ModelSource> load_llama2c_model(const std::string& path) {
   auto file = std::make_shared<MappedFile>(path);
+  auto src = parse_llama2c_model(file->data(), file->size(), path);
+  src->storage.push_back(file);
+  return src;
+}
+
+std::unique_ptr<ModelSource> parse_llama2c_model(const uint8_t* data, size_t size, const std::string& path) {
   Layout l;
   std::string why;
-  if (!compute_layout(file->data(), file->size(), &l, &why)) {
-    if (file->size() >= 4 && std::memcmp(file->data(), "24ka", 4) == 0) {
+  if (!compute_layout(data, size, &l, &why)) {
+    if (size >= 4 && std::memcmp(data, "24ka", 4) == 0) {
       // export.py version >= 1 writes magic 0x616b3432 ("ak42" as a little-endian uint32) first.
       fail("{}: a versioned llama2.c export (magic 'ak42'); only the legacy (version 0) format is supported",
            path);
@@ -138,11 +144,10 @@ std::unique_ptr<ModelSource> load_llama2c_model(const std::string& path) {
   c.tied_output = l.shared_classifier;
   c.bos_id = 1;  // llama2.c's sentencepiece vocabulary: <s> = 1, </s> = 2
   c.eos_id = 2;
-  src->storage.push_back(file);
 
   // Offsets fit: their sum is total_bytes, which was computed with overflow checks and equals the file size.
   // Every array starts at 28 + 4k, so f32 views in place are 4-byte aligned.
-  const float* cursor = reinterpret_cast<const float*>(file->data() + kHeaderBytes);
+  const float* cursor = reinterpret_cast<const float*>(data + kHeaderBytes);
   auto add = [&](const std::string& name, std::vector<int64_t> shape, const float* data) {
     TensorView v;
     v.name = name;
@@ -179,7 +184,7 @@ std::unique_ptr<ModelSource> load_llama2c_model(const std::string& path) {
     add("output.weight", {l.vocab, l.dim}, cursor);
     cursor += l.vocab * l.dim;
   }
-  ARIADNE_CHECK(reinterpret_cast<const uint8_t*>(cursor) == file->data() + l.total_bytes,
+  ARIADNE_CHECK(reinterpret_cast<const uint8_t*>(cursor) == data + l.total_bytes,
                 "llama2.c layout walk disagrees with the computed size");
   return src;
 }

@@ -37,5 +37,8 @@ bool looks_like_llama2c(const uint8_t* data, size_t size);
 // Maps the file and views every weight in place (f32). Throws Error naming the file and the header field
 // for implausible headers or a size that does not match.
 std::unique_ptr<ModelSource> load_llama2c_model(const std::string& path);
+// The same over bytes the caller keeps alive as long as the result (the weights are views into them; data
+// must be 4-byte aligned); errors name `path`. load_llama2c_model is this over the file's mapping.
+std::unique_ptr<ModelSource> parse_llama2c_model(const uint8_t* data, size_t size, const std::string& path);
 
 }  // namespace ariadne

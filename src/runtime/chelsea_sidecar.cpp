@@ -96,7 +96,11 @@ void write_chelsea_sidecar(const std::string& path, const ChelseaSidecar& s) {
 }
 
 ChelseaSidecar read_chelsea_sidecar(const std::string& path) {
-  const GgufFile f(path);
+  return read_chelsea_sidecar(GgufFile(path));
+}
+
+ChelseaSidecar read_chelsea_sidecar(const GgufFile& f) {
+  const std::string& path = f.path();
   if (f.get_string("general.architecture", "") != "chelsea" || f.get_string("general.type", "") != "sidecar")
     fail("{}: not a Chelsea sidecar (general.architecture must be \"chelsea\" and general.type \"sidecar\")",
          path);
@@ -119,9 +123,15 @@ ChelseaSidecar read_chelsea_sidecar(const std::string& path) {
   s.interval = f.get_int("chelsea.calib.interval", 0);
   s.text = f.get_string("chelsea.calib.text", "");
   if (f.has("chelsea.head_errors")) s.head_errors = f.get_f32_array("chelsea.head_errors");
+  // Bounds before the product: a model has far fewer layers and heads, and n_layer x n_head_kv must stay a
+  // head id (int32), as the outliers store it.
+  if (s.n_layer <= 0 || s.n_layer > 100000 || s.n_head_kv <= 0 || s.n_head_kv > 4096)
+    fail("{}: chelsea.n_layer {} and chelsea.n_head_kv {} must be in [1, 100000] and [1, 4096]", path,
+         s.n_layer, s.n_head_kv);
   const int64_t n_heads = s.n_layer * s.n_head_kv;
-  if (s.n_layer <= 0 || s.n_head_kv <= 0)
-    fail("{}: chelsea.n_layer and chelsea.n_head_kv must be positive", path);
+  if (!s.head_errors.empty() && static_cast<int64_t>(s.head_errors.size()) != n_heads)
+    fail("{}: chelsea.head_errors has {} values, expected one per head (n_layer x n_head_kv = {})", path,
+         s.head_errors.size(), n_heads);
   if (!(s.calib_ratio > 0 && s.calib_ratio <= INT32_MAX))
     fail("{}: chelsea.calib_ratio {} is not a budget", path, s.calib_ratio);
   for (size_t i = 0; i < s.outliers.size(); ++i)

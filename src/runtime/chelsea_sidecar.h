@@ -19,6 +19,8 @@
 
 namespace ariadne {
 
+class GgufFile;
+
 struct ChelseaSidecar {
   std::vector<int32_t> outliers;  // layer * n_kv_heads + head, ascending
   double calib_ratio = 0.2;
@@ -42,6 +44,8 @@ std::string model_fingerprint(const ModelSource& source);
 void write_chelsea_sidecar(const std::string& path, const ChelseaSidecar& sidecar);
 // Throws Error naming the file and the key when it is not a Chelsea sidecar or a value is out of range.
 ChelseaSidecar read_chelsea_sidecar(const std::string& path);
+// The same over a parsed GGUF (a file, or a buffer: the fuzz target); errors name f.path().
+ChelseaSidecar read_chelsea_sidecar(const GgufFile& f);
 
 // The outlier heads a chelsea session at `budget` uses. path "": chelsea_sidecar_path(model), used when it
 // exists; otherwise that file, which must exist. A sidecar of another checkpoint (fingerprint or shape) is an

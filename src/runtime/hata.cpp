@@ -167,7 +167,11 @@ void write_hata_sidecar(const std::string& path, const HataWeights& w) {
 }
 
 HataWeights read_hata_sidecar(const std::string& path) {
-  const GgufFile f(path);
+  return read_hata_sidecar(GgufFile(path));
+}
+
+HataWeights read_hata_sidecar(const GgufFile& f) {
+  const std::string& path = f.path();
   const std::string arch = f.get_string("general.architecture");
   if (arch != "hata")
     fail(

@@ -14,6 +14,8 @@
 
 namespace ariadne {
 
+class GgufFile;
+
 // How a key's score is formed from the Hamming distances of its group's query codes (§2.2).
 enum class HataScore {
   Norm,     // (G - 2 * sum_h ham / r) * |k|: larger is better (the paper-era default)
@@ -83,6 +85,8 @@ void fill_gaussian(uint64_t seed, float* out, size_t n);
 void write_hata_sidecar(const std::string& path, const HataWeights& weights);
 // Throws Error naming the file and the field on anything malformed or inconsistent.
 HataWeights read_hata_sidecar(const std::string& path);
+// The same over a parsed GGUF (a file, or a buffer: the fuzz target); errors name f.path().
+HataWeights read_hata_sidecar(const GgufFile& f);
 
 // Refuses (Error naming the sidecar, the field and both values) weights made for another model: head
 // counts, head_dim, layer count, hashed layers out of range, or another fingerprint.

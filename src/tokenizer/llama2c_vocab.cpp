@@ -3,6 +3,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <vector>
 
 #include "core/error.h"
@@ -40,6 +41,10 @@ std::string space_to_sentencepiece(const std::string& t) {
 
 Vocab vocab_from_llama2c(const std::string& path, int32_t n_vocab) {
   const std::vector<uint8_t> bytes = read_file(path);
+  return vocab_from_llama2c(bytes, path, n_vocab);
+}
+
+Vocab vocab_from_llama2c(std::span<const uint8_t> bytes, const std::string& path, int32_t n_vocab) {
   size_t pos = 0;
   // Little-endian reads; every one checked against what is left of the file.
   auto read_i32 = [&](const char* what, size_t index) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "tokenizer/vocab.h"
@@ -23,5 +24,7 @@ namespace ariadne {
 //  - bos 1, eos 2, unk 0, add_bos, add_space_prefix (run.c's dummy " " prefix).
 // Throws Error naming the file when it is truncated, a length is out of range or the count mismatches.
 Vocab vocab_from_llama2c(const std::string& path, int32_t n_vocab);
+// The same over the file's bytes (the fuzz target); errors name `path`.
+Vocab vocab_from_llama2c(std::span<const uint8_t> bytes, const std::string& path, int32_t n_vocab);
 
 }  // namespace ariadne
