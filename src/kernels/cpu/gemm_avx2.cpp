@@ -43,7 +43,12 @@ struct F32Row {
   static __m256 load(const uint8_t* w, int64_t i) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + i);
   }
-  static float at(const uint8_t* w, int64_t i) { return reinterpret_cast<const float*>(w)[i]; }
+  // Rows need not be 4-byte aligned (a safetensors tensor starts wherever its header ends).
+  static float at(const uint8_t* w, int64_t i) {
+    float v;
+    std::memcpy(&v, w + 4 * i, sizeof v);
+    return v;
+  }
 };
 struct F16Row {
   static constexpr int kBytes = 2;
