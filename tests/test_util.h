@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -114,13 +115,22 @@ struct CliResult {
   std::string err;  // stderr when not merged
 };
 
-// Runs the ariadne binary under a 120 s timeout with `input` on stdin. merge_stderr: stderr goes into out
+// Seconds a CLI run may take: 120, or ARIADNE_TEST_CLI_TIMEOUT (digits) for slow builds (the sanitized
+// suite, scripts/sanitize.sh).
+inline std::string cli_timeout() {
+  const char* s = std::getenv("ARIADNE_TEST_CLI_TIMEOUT");
+  const std::string v = s != nullptr ? s : "";
+  const bool digits = !v.empty() && v.size() < 7 && v.find_first_not_of("0123456789") == std::string::npos;
+  return digits ? v : "120";
+}
+
+// Runs the ariadne binary under cli_timeout() with `input` on stdin. merge_stderr: stderr goes into out
 // (for checking messages); otherwise it is kept apart (for checking that stdout is exactly the text).
 inline CliResult run_cli(const std::string& args, const std::string& input = "", bool merge_stderr = true) {
   TempDir tmp;
   write_bytes(tmp.file("stdin"), std::vector<uint8_t>(input.begin(), input.end()));
   const std::string err_path = tmp.file("stderr");
-  const std::string cmd = std::string("timeout 120 ") + ARIADNE_CLI_PATH + " " + args + " < " +
+  const std::string cmd = "timeout " + cli_timeout() + " " + ARIADNE_CLI_PATH + " " + args + " < " +
                           tmp.file("stdin") + (merge_stderr ? " 2>&1" : " 2>" + err_path);
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string out;
