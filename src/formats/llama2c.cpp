@@ -113,6 +113,8 @@ std::unique_ptr<ModelSource> load_llama2c_model(const std::string& path) {
 }
 
 std::unique_ptr<ModelSource> parse_llama2c_model(const uint8_t* data, size_t size, const std::string& path) {
+  ARIADNE_CHECK(reinterpret_cast<uintptr_t>(data) % alignof(float) == 0,
+                "llama2.c bytes must be 4-byte aligned (the weights are viewed as floats in place)");
   Layout l;
   std::string why;
   if (!compute_layout(data, size, &l, &why)) {
