@@ -1,8 +1,8 @@
 // libFuzzer target: llama2.c legacy checkpoints. Any input must either be refused with ariadne::Error or
 // give a model whose tensors lie inside the buffer and that runs: a checkpoint that parses is loaded into a
-// session and evaluates two tokens (the smallest and the largest id), which must give finite-sized logits
-// of the vocabulary's length. Odd but legal shapes (head size 2, one KV head, a vocabulary of one) must
-// work or be refused, never crash.
+// session and evaluates two tokens (the smallest and the largest id), which must give one row of logits of
+// the vocabulary's length per token. Odd but legal shapes (head size 2, one KV head, a vocabulary of one)
+// must work or be refused, never crash.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
